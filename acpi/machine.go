@@ -1,0 +1,90 @@
+// Package acpi synthesizes, byte for byte, the ACPI blobs QEMU's q35 machine hands a dstack
+// TDX guest over fw_cfg: etc/acpi/tables, etc/acpi/rsdp and etc/table-loader.
+package acpi
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ErrNotSupported marks machine shapes or QEMU profiles this package cannot build yet.
+// Callers must surface it instead of guessing: a wrong ACPI digest is worse than none.
+var ErrNotSupported = errors.New("not supported yet")
+
+// Version is a QEMU release. Only major.minor.micro matter for ACPI and measurement profiles.
+type Version struct {
+	Major, Minor, Micro int
+}
+
+// ParseVersion accepts "X.Y.Z" or "X.Y".
+func ParseVersion(s string) (Version, error) {
+	parts := strings.Split(strings.TrimSpace(s), ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Version{}, fmt.Errorf("QEMU version %q: want X.Y.Z", s)
+	}
+	var n [3]int
+	for i, p := range parts {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 0 || v > 1000 {
+			return Version{}, fmt.Errorf("QEMU version %q: bad component %q", s, p)
+		}
+		n[i] = v
+	}
+	return Version{n[0], n[1], n[2]}, nil
+}
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Micro) }
+
+// Less reports whether v is an older release than o.
+func (v Version) Less(o Version) bool {
+	if v.Major != o.Major {
+		return v.Major < o.Major
+	}
+	if v.Minor != o.Minor {
+		return v.Minor < o.Minor
+	}
+	return v.Micro < o.Micro
+}
+
+// AtLeast reports whether v is o or newer.
+func (v Version) AtLeast(major, minor, micro int) bool {
+	return !v.Less(Version{major, minor, micro})
+}
+
+// HostShareMode is how dstack-vmm shares the host config directory with the guest.
+type HostShareMode string
+
+const (
+	HostShare9p    HostShareMode = "9p"    // -virtfs local,... (virtio-9p-pci)
+	HostShareVVFAT HostShareMode = "vvfat" // an extra read-only virtio-blk disk
+)
+
+// MachineConfig is the shape of the q35 TDX VM dstack-vmm launches. Its fields mirror the
+// machine flags of the CLI and the config of ../shared/acpi-oracle/index.jsonl.
+type MachineConfig struct {
+	CPUs             int     // -smp N
+	MemoryBytes      uint64  // -m
+	QEMUVersion      Version // ACPI compatibility profile
+	PIC              *bool   // nil: the version's default (on below 9.0, off from 9.0)
+	SMM              bool
+	NumNICs          int
+	NumVerityVolumes int
+	NumGPUs          int
+	NumNVSwitches    int
+	HotplugOff       bool   // -global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off
+	PCIHole64Size    uint64 // 0: not set on the command line
+	PCIHole64SizeSet bool   // distinguishes an explicit 0 from "not set"
+	RootVerity       bool   // root disk as virtio-blk (true) or CD-ROM (false)
+	HostShareMode    HostShareMode
+	Hugepages        bool // NUMA node + pxb-pcie expander for GPUs, SRAT table
+}
+
+// PICEnabled resolves the PIC default for the configured QEMU version.
+func (c *MachineConfig) PICEnabled() bool {
+	if c.PIC != nil {
+		return *c.PIC
+	}
+	return !c.QEMUVersion.AtLeast(9, 0, 0)
+}
