@@ -1,0 +1,27 @@
+GO ?= go
+FUZZTIME ?= 30s
+
+.PHONY: build test fuzz bench lint sample ci
+
+build:
+	$(GO) build -o bin/dstack-mr ./cmd/dstack-mr
+
+test:
+	$(GO) test ./...
+
+# Runs every fuzz target for FUZZTIME (one at a time; go test -fuzz takes one target).
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash -c 'for pkg in $$($(GO) list ./...); do dir=$$($(GO) list -f "{{.Dir}}" $$pkg); for t in $$(grep -ho "^func Fuzz[A-Za-z0-9_]*" $$dir/*_test.go 2>/dev/null | sed "s/^func //"); do echo "$$pkg $$t"; $(GO) test $$pkg -run="^$$" -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) || exit 1; done; done'
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+	$(GO) vet ./...
+
+sample:
+	$(GO) run ./cmd/dstack-mr measure testdata/sample-image/metadata.json
+
+ci:
+	bash .ci/run

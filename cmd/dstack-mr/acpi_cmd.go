@@ -1,0 +1,121 @@
+package main
+
+import (
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/dstack-mr/dstack-mr/acpi"
+)
+
+type acpiResult struct {
+	TablesSHA384 string            `json:"tables_sha384"`
+	RSDPSHA384   string            `json:"rsdp_sha384"`
+	LoaderSHA384 string            `json:"loader_sha384"`
+	Tables       []acpi.TableEntry `json:"tables"`
+}
+
+func acpiCommand(log *logrus.Logger) *cli.Command {
+	return &cli.Command{
+		Name:  "acpi",
+		Usage: "build the ACPI blobs QEMU hands the firmware (etc/acpi/tables, etc/acpi/rsdp, etc/table-loader)",
+		Description: "Synthesizes, byte for byte, the three fw_cfg ACPI blobs QEMU generates for the VM shape,\n" +
+			"whose SHA-384 digests RTMR0 records. --out writes tables.bin, rsdp.bin and loader.bin.",
+		Flags: append(machineFlags(),
+			&cli.StringFlag{Name: "out", Usage: "directory to write tables.bin, rsdp.bin, loader.bin into"},
+			&cli.BoolFlag{Name: "json", Usage: "print digests and the table list as JSON"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("acpi takes no arguments (got %q)", c.Args().First())
+			}
+			shapes, err := machineShapes(c)
+			if err != nil {
+				return err
+			}
+			if len(shapes) != 1 {
+				return fmt.Errorf("acpi builds one VM shape at a time; give a single --cpu and --memory")
+			}
+			blobs, err := acpi.Build(shapes[0].Config)
+			if err != nil {
+				return fmt.Errorf("building ACPI tables: %w", err)
+			}
+			if dir := c.String("out"); dir != "" {
+				if err := writeBlobs(dir, blobs); err != nil {
+					return err
+				}
+				log.Infof("wrote tables.bin, rsdp.bin, loader.bin to %s", dir)
+			}
+			res := acpiResult{
+				TablesSHA384: sha384Hex(blobs.Tables),
+				RSDPSHA384:   sha384Hex(blobs.RSDP),
+				LoaderSHA384: sha384Hex(blobs.Loader),
+				Tables:       blobs.List,
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, res)
+			}
+			fmt.Fprintf(c.App.Writer, "tables  %s\nrsdp    %s\nloader  %s\n", res.TablesSHA384, res.RSDPSHA384, res.LoaderSHA384)
+			for _, t := range res.Tables {
+				fmt.Fprintf(c.App.Writer, "  %s offset %6d length %6d\n", t.Signature, t.Offset, t.Length)
+			}
+			return nil
+		},
+	}
+}
+
+// writeBlobs writes all three files or none: each goes to a temporary name first.
+func writeBlobs(dir string, b *acpi.Blobs) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{{"tables.bin", b.Tables}, {"rsdp.bin", b.RSDP}, {"loader.bin", b.Loader}}
+	var tmps []string
+	cleanup := func() {
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
+	for _, f := range files {
+		tmp, err := os.CreateTemp(dir, "."+f.name+".*")
+		if err != nil {
+			cleanup()
+			return fmt.Errorf("--out: %w", err)
+		}
+		tmps = append(tmps, tmp.Name())
+		_, werr := tmp.Write(f.data)
+		cerr := tmp.Close()
+		if werr != nil || cerr != nil {
+			cleanup()
+			return fmt.Errorf("--out: writing %s: %v", f.name, errors.Join(werr, cerr))
+		}
+	}
+	for i, f := range files {
+		if err := os.Rename(tmps[i], filepath.Join(dir, f.name)); err != nil {
+			cleanup()
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
+	return nil
+}
+
+func sha384Hex(b []byte) string {
+	h := sha512.Sum384(b)
+	return hex.EncodeToString(h[:])
+}
+
+func printJSON(w interface{ Write([]byte) (int, error) }, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

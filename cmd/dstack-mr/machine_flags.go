@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dstack-mr/dstack-mr/acpi"
+)
+
+const machineCategory = "VM shape"
+
+// machineFlags are shared by every command that needs a VM shape. Names and defaults follow
+// upstream dstack-mr so existing scripts carry over.
+func machineFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "cpu", Aliases: []string{"c"}, Value: "1", Category: machineCategory,
+			Usage: "vCPU count; a comma-separated list measures several shapes (e.g. 1,2,4,8)"},
+		&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "2G", Category: machineCategory,
+			Usage: "guest memory: bytes or K/M/G/T (binary); a comma-separated list measures several shapes"},
+		&cli.StringFlag{Name: "qemu-version", Value: "9.1.0", Category: machineCategory,
+			Usage: "QEMU version X.Y.Z the VM runs on: 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off"},
+		&cli.BoolFlag{Name: "two-pass-add-pages", Category: machineCategory, DefaultText: "from --qemu-version",
+			Usage: "override the QEMU version's MRTD page-add order (true: all pages first, as QEMU 8.x)"},
+		&cli.BoolFlag{Name: "pic", Category: machineCategory, DefaultText: "from --qemu-version", Usage: "override the QEMU version's PIC default"},
+		&cli.BoolFlag{Name: "smm", Category: machineCategory, Usage: "machine has SMM on"},
+		&cli.IntFlag{Name: "num-nics", Value: 1, Category: machineCategory, Usage: "virtio-net NICs"},
+		&cli.IntFlag{Name: "num-verity-volumes", Value: 0, Category: machineCategory, Usage: "extra virtio-blk verity volumes"},
+		&cli.IntFlag{Name: "num-gpus", Value: 0, Category: machineCategory, Usage: "passthrough GPUs (vfio-pci behind pcie-root-ports)"},
+		&cli.IntFlag{Name: "num-nvswitches", Value: 0, Category: machineCategory, Usage: "passthrough NVSwitches"},
+		&cli.BoolFlag{Name: "hotplug-off", Category: machineCategory, Usage: "ACPI PCI hotplug with bridge support off"},
+		&cli.BoolFlag{Name: "root-verity", Value: true, Category: machineCategory,
+			Usage: "root disk as virtio-blk (true) or CD-ROM (false)"},
+		&cli.StringFlag{Name: "pci-hole64-size", Category: machineCategory,
+			Usage: "q35-pcihost.pci-hole64-size (bytes, 0x-hex or K/M/G/T); unset keeps QEMU's default"},
+		&cli.BoolFlag{Name: "hugepages", Category: machineCategory, Usage: "hugepages backing (NUMA node, pxb-pcie expander, SRAT)"},
+		&cli.StringFlag{Name: "host-share-mode", Value: "9p", Category: machineCategory,
+			Usage: "how the host config is shared: 9p or vvfat"},
+		&cli.BoolFlag{Name: "no-kernel-patch", Category: machineCategory,
+			Usage: "measure the kernel without QEMU's setup-header patch (QEMU >= 10.2, or firmware that normalizes the header)"},
+	}
+}
+
+// machineShape is one VM shape requested on the command line.
+type machineShape struct {
+	Config        acpi.MachineConfig
+	TwoPass       *bool
+	NoKernelPatch bool
+}
+
+// machineShapes expands the --cpu and --memory lists into every combination, CPUs outermost.
+func machineShapes(c *cli.Context) ([]machineShape, error) {
+	base, err := baseMachine(c)
+	if err != nil {
+		return nil, err
+	}
+	cpus := splitList(c.String("cpu"))
+	mems := splitList(c.String("memory"))
+	if len(cpus) == 0 {
+		return nil, fmt.Errorf("--cpu: no value")
+	}
+	if len(mems) == 0 {
+		return nil, fmt.Errorf("--memory: no value")
+	}
+	var shapes []machineShape
+	for _, cs := range cpus {
+		n, err := strconv.Atoi(cs)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--cpu %q: want a positive whole number", cs)
+		}
+		for _, ms := range mems {
+			m, err := parseSize(ms)
+			if err != nil {
+				return nil, fmt.Errorf("--memory: %w", err)
+			}
+			if m == 0 {
+				return nil, fmt.Errorf("--memory %q: must be more than 0", ms)
+			}
+			s := base
+			s.Config.CPUs = n
+			s.Config.MemoryBytes = m
+			shapes = append(shapes, s)
+		}
+	}
+	return shapes, nil
+}
+
+func baseMachine(c *cli.Context) (machineShape, error) {
+	var s machineShape
+	v, err := acpi.ParseVersion(c.String("qemu-version"))
+	if err != nil {
+		return s, fmt.Errorf("--qemu-version: %w", err)
+	}
+	if !v.AtLeast(8, 0, 0) {
+		return s, fmt.Errorf("--qemu-version %s: versions below 8.0 are not supported", v)
+	}
+	cfg := acpi.MachineConfig{
+		QEMUVersion:      v,
+		SMM:              c.Bool("smm"),
+		NumNICs:          c.Int("num-nics"),
+		NumVerityVolumes: c.Int("num-verity-volumes"),
+		NumGPUs:          c.Int("num-gpus"),
+		NumNVSwitches:    c.Int("num-nvswitches"),
+		HotplugOff:       c.Bool("hotplug-off"),
+		RootVerity:       c.Bool("root-verity"),
+		Hugepages:        c.Bool("hugepages"),
+		HostShareMode:    acpi.HostShareMode(c.String("host-share-mode")),
+	}
+	for name, n := range map[string]int{"num-nics": cfg.NumNICs, "num-verity-volumes": cfg.NumVerityVolumes,
+		"num-gpus": cfg.NumGPUs, "num-nvswitches": cfg.NumNVSwitches} {
+		if n < 0 {
+			return s, fmt.Errorf("--%s %d: must not be negative", name, n)
+		}
+	}
+	switch cfg.HostShareMode {
+	case acpi.HostShare9p, acpi.HostShareVVFAT:
+	default:
+		return s, fmt.Errorf("--host-share-mode %q: want 9p or vvfat", cfg.HostShareMode)
+	}
+	if c.IsSet("pic") {
+		pic := c.Bool("pic")
+		cfg.PIC = &pic
+	}
+	if c.IsSet("pci-hole64-size") {
+		size, err := parseSize(c.String("pci-hole64-size"))
+		if err != nil {
+			return s, fmt.Errorf("--pci-hole64-size: %w", err)
+		}
+		cfg.PCIHole64Size, cfg.PCIHole64SizeSet = size, true
+	}
+	s.Config = cfg
+	if c.IsSet("two-pass-add-pages") {
+		tp := c.Bool("two-pass-add-pages")
+		s.TwoPass = &tp
+	}
+	s.NoKernelPatch = c.Bool("no-kernel-patch")
+	return s, nil
+}

@@ -1,0 +1,73 @@
+// Command dstack-mr computes, ahead of time, the Intel TDX measurements (MRTD, RTMR0-2) a
+// dstack confidential VM will report, and the ACPI tables QEMU gives it.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// run is main without the process exit, so tests can drive the whole CLI.
+func run(args []string, stdout, stderr io.Writer) int {
+	log := newLogger()
+	log.SetOutput(stderr)
+	app := newApp(log, stdout, stderr)
+	if err := app.Run(args); err != nil {
+		log.Error(err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return 1
+	}
+	return 0
+}
+
+func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:                 "dstack-mr",
+		Usage:                "compute the TDX measurements (MRTD, RTMR0-2) of a dstack CVM ahead of time",
+		Version:              version,
+		EnableBashCompletion: true,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "warning", Usage: "stderr log level: debug, info, warning, error"},
+		},
+		Before: func(c *cli.Context) error {
+			lvl, err := logrus.ParseLevel(c.String("log-level"))
+			if err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log.SetLevel(lvl)
+			return nil
+		},
+		// Errors are logged once by run; keep urfave/cli from printing them again.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			measureCommand(log),
+			acpiCommand(log),
+		},
+	}
+}
