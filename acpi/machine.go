@@ -79,7 +79,22 @@ type MachineConfig struct {
 	RootVerity       bool   // root disk as virtio-blk (true) or CD-ROM (false)
 	HostShareMode    HostShareMode
 	Hugepages        bool // NUMA node + pxb-pcie expander for GPUs, SRAT table
+	// HugepagesBackend is how the hugepage memory backend is bound to host NUMA nodes; only
+	// meaningful with Hugepages. The zero value means HugepagesPlain.
+	HugepagesBackend HugepagesBackend
 }
+
+// HugepagesBackend selects the -object memory-backend-file options of a hugepages VM. They do
+// not change the guest's ACPI tables, but one of them makes the reference QEMU refuse to start.
+type HugepagesBackend string
+
+const (
+	// HugepagesPlain: memory-backend-file,...,share=on,prealloc=no (no host-node binding).
+	HugepagesPlain HugepagesBackend = "plain"
+	// HugepagesDstack: dstack-vmm's ...,host-nodes=N,policy=bind. The reference QEMU was built
+	// without NUMA binding support and rejects it, so no reference tables exist for it.
+	HugepagesDstack HugepagesBackend = "dstack"
+)
 
 // PICEnabled resolves the PIC default for the configured QEMU version.
 func (c *MachineConfig) PICEnabled() bool {
@@ -87,4 +102,35 @@ func (c *MachineConfig) PICEnabled() bool {
 		return *c.PIC
 	}
 	return !c.QEMUVersion.AtLeast(9, 0, 0)
+}
+
+// compat91 reports whether dstack's QEMU emulates the pre-9.2 ACPI layout for this version
+// (its QEMU_ACPI_COMPAT_VER cut-off: every version below 9.2.0).
+func (c *MachineConfig) compat91() bool {
+	return c.QEMUVersion.Less(Version{9, 2, 0})
+}
+
+// Guest-physical layout constants of QEMU's pc/q35 machine (hw/i386/pc.c, pc_q35.c).
+const (
+	mib = 1 << 20
+	gib = 1 << 30
+
+	// q35 keeps RAM below this address when all of it does not fit under 4 GiB...
+	q35LowmemSplit = 0xb0000000
+	// ...and then puts only 2 GiB below 4 GiB, keeping guest 1 GiB pages host-aligned.
+	q35LowmemLarge = 0x80000000
+	above4GStart   = 4 * gib
+)
+
+// RAMSplit returns how much RAM q35 maps below 4 GiB and how much from 4 GiB upwards
+// (pc_q35_init: lowmem is 0xb0000000, or 0x80000000 once RAM reaches 0xb0000000).
+func (c *MachineConfig) RAMSplit() (below4G, above4G uint64) {
+	lowmem := uint64(q35LowmemSplit)
+	if c.MemoryBytes >= q35LowmemSplit {
+		lowmem = q35LowmemLarge
+	}
+	if c.MemoryBytes >= lowmem {
+		return lowmem, c.MemoryBytes - lowmem
+	}
+	return c.MemoryBytes, 0
 }

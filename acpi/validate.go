@@ -1,0 +1,174 @@
+package acpi
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Limits of the machine shapes Build accepts. Anything QEMU itself would refuse is an error;
+// anything QEMU accepts but this package has no reference tables for wraps ErrNotSupported.
+const (
+	MinMemoryBytes = 1 << 20 // 1 MiB
+	MaxMemoryBytes = 1 << 40 // 1 TiB
+
+	// x86 physical addresses are at most 52 bits wide; the 64-bit PCI window must fit.
+	maxPhysAddrBits = 52
+
+	// -nodefaults q35 leaves pcie.0 slots 1..30 free: 0 is the MCH, 31 the ICH9 functions.
+	pcieRootFreeSlots = 30
+	// dstack's pxb-pcie expander for hugepages GPUs sits at addr=10 (hex) on pcie.0.
+	pxbPCIeSlot = 0x10
+	// Root ports behind the expander: one per slot of its bus.
+	pxbPCIeSlots = 32
+
+	// AMD_HT_START / AMD_ABOVE_1TB_START (hw/i386/pc.c).
+	amdHTStart        = 0xfd00000000
+	q35Hole64Default  = 1 << 35 // Q35_PCI_HOST_HOLE64_SIZE_DEFAULT
+	oldestQEMUMajor   = 8
+	firstUnknownMajor = 10
+)
+
+// MaxCPUs is the q35 machine's vCPU limit in the given QEMU release (pc_q35.c max_cpus: 288
+// up to the 8.0 machine, 1024 for 8.1 and 8.2, 4096 from 9.0).
+func MaxCPUs(v Version) int {
+	switch {
+	case v.Less(Version{8, 1, 0}):
+		return 288
+	case v.Less(Version{9, 0, 0}):
+		return 1024
+	default:
+		return 4096
+	}
+}
+
+// Validate checks cfg before anything is built or allocated. The error names the offending
+// field; shapes QEMU runs but this package cannot reproduce wrap ErrNotSupported.
+func (c *MachineConfig) Validate() error {
+	v := c.QEMUVersion
+	switch {
+	case v == Version{}:
+		return errors.New("acpi: MachineConfig.QEMUVersion is not set")
+	case v.Major < oldestQEMUMajor:
+		return fmt.Errorf("acpi: MachineConfig.QEMUVersion %s: QEMU before 8.0 cannot run dstack TDX guests", v)
+	case v.Major >= firstUnknownMajor:
+		// dstack's QEMU changes its ACPI output again from 10.0 (acpi_dump_compat_before) and
+		// no reference tables exist for those profiles.
+		return fmt.Errorf("acpi: MachineConfig.QEMUVersion %s: ACPI profile of QEMU 10.0 and later: %w", v, ErrNotSupported)
+	}
+
+	if max := MaxCPUs(v); c.CPUs < 1 || c.CPUs > max {
+		return fmt.Errorf("acpi: MachineConfig.CPUs = %d: QEMU %s q35 accepts 1..%d", c.CPUs, v, max)
+	}
+
+	switch {
+	case c.MemoryBytes < MinMemoryBytes || c.MemoryBytes > MaxMemoryBytes:
+		return fmt.Errorf("acpi: MachineConfig.MemoryBytes = %d: want 1 MiB..1 TiB", c.MemoryBytes)
+	case c.MemoryBytes%mib != 0:
+		// dstack passes -m in MiB; a finer size would be a different command line.
+		return fmt.Errorf("acpi: MachineConfig.MemoryBytes = %d: not a whole number of MiB", c.MemoryBytes)
+	}
+
+	switch c.HostShareMode {
+	case HostShare9p, HostShareVVFAT:
+	default:
+		return fmt.Errorf("acpi: MachineConfig.HostShareMode = %q: want %q or %q", c.HostShareMode, HostShare9p, HostShareVVFAT)
+	}
+
+	if err := c.validateDevices(); err != nil {
+		return err
+	}
+	if err := c.validateHole64(); err != nil {
+		return err
+	}
+	return c.validateHugepages()
+}
+
+func (c *MachineConfig) validateDevices() error {
+	for _, f := range []struct {
+		name string
+		n    int
+	}{
+		{"NumNICs", c.NumNICs},
+		{"NumVerityVolumes", c.NumVerityVolumes},
+		{"NumGPUs", c.NumGPUs},
+		{"NumNVSwitches", c.NumNVSwitches},
+	} {
+		if f.n < 0 || f.n > pcieRootFreeSlots+pxbPCIeSlots {
+			return fmt.Errorf("acpi: MachineConfig.%s = %d: out of range", f.name, f.n)
+		}
+	}
+	if c.NumNVSwitches > 0 && c.NumGPUs == 0 {
+		// NVSwitches are passed through with iommufd=iommufd0, an object dstack only creates
+		// for GPUs: QEMU fails with "Device 'iommufd0' not found".
+		return fmt.Errorf("acpi: MachineConfig.NumNVSwitches = %d without GPUs: QEMU rejects the command line", c.NumNVSwitches)
+	}
+
+	// Devices QEMU places on pcie.0's first free slots, in command-line order: boot disk,
+	// verity volumes, NICs, vsock, the host share (9p or vvfat disk), the root disk when it is
+	// virtio-blk (a CD-ROM hangs off the ICH9 AHCI instead).
+	auto := 1 + c.NumVerityVolumes + c.NumNICs + 1 + 1
+	if c.RootVerity {
+		auto++
+	}
+	used := auto + c.NumGPUs + c.NumNVSwitches
+	if c.Hugepages && c.NumGPUs > 0 {
+		if auto >= pxbPCIeSlot {
+			return fmt.Errorf("acpi: %d PCI devices take pcie.0 slot 0x%x that the hugepages pxb-pcie expander needs", auto, pxbPCIeSlot)
+		}
+		if c.NumGPUs > pxbPCIeSlots {
+			return fmt.Errorf("acpi: MachineConfig.NumGPUs = %d: the pxb-pcie expander has %d slots", c.NumGPUs, pxbPCIeSlots)
+		}
+		used = auto + 1 + c.NumNVSwitches // GPU root ports sit behind the expander
+	}
+	if used > pcieRootFreeSlots {
+		return fmt.Errorf("acpi: the machine needs %d pcie.0 slots (disks, NICs, GPU/NVSwitch root ports); q35 has %d", used, pcieRootFreeSlots)
+	}
+	return nil
+}
+
+// hole64Size is the q35 pci-hole64-size property QEMU uses.
+func (c *MachineConfig) hole64Size() uint64 {
+	if c.PCIHole64SizeSet {
+		return c.PCIHole64Size
+	}
+	return q35Hole64Default
+}
+
+// hole64Start is pc_pci_hole64_start for a machine without hotpluggable memory: the end of
+// RAM above 4 GiB, rounded up to 1 GiB.
+func (c *MachineConfig) hole64Start() uint64 {
+	_, above := c.RAMSplit()
+	return uint64(alignUp(int(above4GStart+above), gib))
+}
+
+func (c *MachineConfig) validateHole64() error {
+	if !c.PCIHole64SizeSet && c.PCIHole64Size != 0 {
+		return fmt.Errorf("acpi: MachineConfig.PCIHole64Size = %d but PCIHole64SizeSet is false", c.PCIHole64Size)
+	}
+	if c.hole64Size() > 1<<maxPhysAddrBits-c.hole64Start() {
+		return fmt.Errorf("acpi: MachineConfig.PCIHole64Size = %#x: the 64-bit PCI window would end beyond the %d-bit physical address space", c.PCIHole64Size, maxPhysAddrBits)
+	}
+	return nil
+}
+
+func (c *MachineConfig) validateHugepages() error {
+	switch c.HugepagesBackend {
+	case "", HugepagesPlain:
+	case HugepagesDstack:
+		if c.Hugepages {
+			return fmt.Errorf("acpi: MachineConfig.HugepagesBackend %q: the reference QEMU refuses host-node binding (\"NUMA node binding are not supported by this QEMU\"): %w", c.HugepagesBackend, ErrNotSupported)
+		}
+	default:
+		return fmt.Errorf("acpi: MachineConfig.HugepagesBackend = %q: want %q or %q", c.HugepagesBackend, HugepagesPlain, HugepagesDstack)
+	}
+	if !c.Hugepages {
+		return nil
+	}
+	// With the qemu64 vCPU the reference QEMU runs, an address space reaching AMD's
+	// HyperTransport hole moves RAM above 4 GiB to 1 TiB, which changes the SRAT; a TDX
+	// guest's Intel vCPU never does. No reference exists for such shapes either way.
+	if c.hole64Start()+c.hole64Size()-1 >= amdHTStart {
+		return fmt.Errorf("acpi: hugepages machine whose address space reaches 0x%x (RAM above 4 GiB + pci-hole64-size): %w", uint64(amdHTStart), ErrNotSupported)
+	}
+	return nil
+}
