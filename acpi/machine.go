@@ -101,13 +101,23 @@ func (c *MachineConfig) PICEnabled() bool {
 	if c.PIC != nil {
 		return *c.PIC
 	}
+	if p, ok := c.QEMUVersion.acpiProfile(); ok {
+		return p.picDefault
+	}
 	return !c.QEMUVersion.AtLeast(9, 0, 0)
+}
+
+// profile is the ACPI profile of the configured QEMU version (profile.go). Versions without one
+// get the zero profile; Validate refuses them before any builder runs.
+func (c *MachineConfig) profile() profile {
+	p, _ := c.QEMUVersion.acpiProfile()
+	return p
 }
 
 // compat91 reports whether dstack's QEMU emulates the pre-9.2 ACPI layout for this version
 // (its QEMU_ACPI_COMPAT_VER cut-off: every version below 9.2.0).
 func (c *MachineConfig) compat91() bool {
-	return c.QEMUVersion.Less(Version{9, 2, 0})
+	return c.profile().legacyISAOverrides
 }
 
 // Guest-physical layout constants of QEMU's pc/q35 machine (hw/i386/pc.c, pc_q35.c).

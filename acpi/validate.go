@@ -1,7 +1,6 @@
 package acpi
 
 import (
-	"errors"
 	"fmt"
 )
 
@@ -22,10 +21,8 @@ const (
 	pxbPCIeSlots = 32
 
 	// AMD_HT_START / AMD_ABOVE_1TB_START (hw/i386/pc.c).
-	amdHTStart        = 0xfd00000000
-	q35Hole64Default  = 1 << 35 // Q35_PCI_HOST_HOLE64_SIZE_DEFAULT
-	oldestQEMUMajor   = 8
-	firstUnknownMajor = 10
+	amdHTStart       = 0xfd00000000
+	q35Hole64Default = 1 << 35 // Q35_PCI_HOST_HOLE64_SIZE_DEFAULT
 )
 
 // MaxCPUs is the q35 machine's vCPU limit in the given QEMU release (pc_q35.c max_cpus: 288
@@ -44,18 +41,19 @@ func MaxCPUs(v Version) int {
 // Validate checks cfg before anything is built or allocated. The error names the offending
 // field; shapes QEMU runs but this package cannot reproduce wrap ErrNotSupported.
 func (c *MachineConfig) Validate() error {
-	v := c.QEMUVersion
-	switch {
-	case v == Version{}:
-		return errors.New("acpi: MachineConfig.QEMUVersion is not set")
-	case v.Major < oldestQEMUMajor:
-		return fmt.Errorf("acpi: MachineConfig.QEMUVersion %s: QEMU before 8.0 cannot run dstack TDX guests", v)
-	case v.Major >= firstUnknownMajor:
-		// dstack's QEMU changes its ACPI output again from 10.0 (acpi_dump_compat_before) and
-		// no reference tables exist for those profiles.
-		return fmt.Errorf("acpi: MachineConfig.QEMUVersion %s: ACPI profile of QEMU 10.0 and later: %w", v, ErrNotSupported)
+	// Every profile dstack can meet is listed in profile.go; one whose DSDT this package cannot
+	// build yet is refused here with ErrNotSupported.
+	p, err := supportedProfile(c.QEMUVersion)
+	if err != nil {
+		return err
 	}
+	return c.validateShape(p)
+}
 
+// validateShape checks everything but whether the profile's DSDT is supported: the machine
+// shape against the limits of p's QEMU.
+func (c *MachineConfig) validateShape(p profile) error {
+	v := c.QEMUVersion
 	if max := MaxCPUs(v); c.CPUs < 1 || c.CPUs > max {
 		return fmt.Errorf("acpi: MachineConfig.CPUs = %d: QEMU %s q35 accepts 1..%d", c.CPUs, v, max)
 	}
@@ -74,6 +72,9 @@ func (c *MachineConfig) Validate() error {
 		return fmt.Errorf("acpi: MachineConfig.HostShareMode = %q: want %q or %q", c.HostShareMode, HostShare9p, HostShareVVFAT)
 	}
 
+	if err := c.validateTDX(p); err != nil {
+		return err
+	}
 	if err := c.validateDevices(); err != nil {
 		return err
 	}
@@ -81,6 +82,21 @@ func (c *MachineConfig) Validate() error {
 		return err
 	}
 	return c.validateHugepages()
+}
+
+// validateTDX refuses what QEMU's TDX support refuses at launch: from 10.1 an explicit pic=on
+// or smm=on (tdx_kvm_init, qemu/qemu@e7ef60892c80 and @810d4e83d07c).
+func (c *MachineConfig) validateTDX(p profile) error {
+	if !p.tdxRefusesPICAndSMM {
+		return nil
+	}
+	if c.PIC != nil && *c.PIC {
+		return fmt.Errorf("acpi: MachineConfig.PIC = true: QEMU %s refuses it for TDX (\"TDX VM doesn't support PIC\")", c.QEMUVersion)
+	}
+	if c.SMM {
+		return fmt.Errorf("acpi: MachineConfig.SMM = true: QEMU %s refuses it for TDX (\"TDX VM doesn't support SMM\")", c.QEMUVersion)
+	}
+	return nil
 }
 
 func (c *MachineConfig) validateDevices() error {
