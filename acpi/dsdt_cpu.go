@@ -69,8 +69,8 @@ var q35CPUHotplugFeatures = cpuHotplugFeatures{acpi1Compatible: true, hasLegacyC
 
 // cpuHotplugAML returns the DSDT terms build_cpus_aml appends to the table root, in order:
 // Scope(_SB){Device(\_SB.PCI0.PRES), Device(\_SB.CPUS)} and Method(\_GPE._E02). In build_dsdt
-// they follow the Scope(_GPE){Name(_HID,"ACPI0006")} declaration and precede the host bridge's
-// Scope(\_SB.PCI0){_CRS}.
+// they follow the Scope(_GPE){Name(_HID,"ACPI0006")} declaration and precede the pxb-pcie
+// expander bridges and the host bridge's Scope(\_SB.PCI0){_CRS} (see the contract in dsdt.go).
 func cpuHotplugAML(cfg *MachineConfig) ([]*aml.Term, error) {
 	if cfg.CPUs < 1 || cfg.CPUs > cpuHotplugMaxDevice {
 		return nil, fmt.Errorf("CPU hotplug AML: %d vCPUs: want 1..%d", cfg.CPUs, cpuHotplugMaxDevice)

@@ -168,7 +168,8 @@ const (
 // sockets of one core) the topology fields are all zero-width but one, so IDs are 0..N-1.
 func cpuAPICID(i int) uint32 { return uint32(i) }
 
-// buildMADT: revision 3, acpi_build_madt with dstack's QEMU_ACPI_COMPAT_VER handling.
+// buildMADT: revision 3, acpi_build_madt with dstack's QEMU_ACPI_COMPAT_VER handling. Only the
+// pre-9.2 profile differs; 9.2 through 11.1 emit the same bytes (PROFILES.md).
 func buildMADT(cfg *MachineConfig) table {
 	t := beginTable("APIC", 3)
 	t = appendLE32(t, lapicDefaultAddress)
@@ -203,7 +204,7 @@ func buildMADT(cfg *MachineConfig) table {
 		t = appendLE16(t, flags)
 	}
 	// The PIT's IRQ0 is wired to IOAPIC pin 2 on every PC machine (apic_xrupt_override).
-	if cfg.compat91() {
+	if cfg.profile().legacyISAOverrides {
 		// Pre-9.2 profile: an explicit edge/active-high override for every ISA IRQ.
 		iso(0, 2, isoFlagsHighEdge)
 		for irq := byte(1); irq < 16; irq++ {

@@ -1,8 +1,6 @@
 package acpi
 
-import (
-	"fmt"
-)
+import "fmt"
 
 // Limits of the machine shapes Build accepts. Anything QEMU itself would refuse is an error;
 // anything QEMU accepts but this package has no reference tables for wraps ErrNotSupported.
@@ -26,7 +24,8 @@ const (
 )
 
 // MaxCPUs is the q35 machine's vCPU limit in the given QEMU release (pc_q35.c max_cpus: 288
-// up to the 8.0 machine, 1024 for 8.1 and 8.2, 4096 from 9.0).
+// up to the 8.0 machine, 1024 for 8.1 and 8.2, 4096 from 9.0; still 4096 for the 10.1
+// machine).
 func MaxCPUs(v Version) int {
 	switch {
 	case v.Less(Version{8, 1, 0}):
