@@ -68,6 +68,7 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			measureCommand(log),
 			acpiCommand(log),
+			firmwareCommand(log),
 		},
 	}
 }

@@ -2,9 +2,16 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
+
+	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/mr"
 )
 
 func measureCommand(log *logrus.Logger) *cli.Command {
@@ -12,9 +19,164 @@ func measureCommand(log *logrus.Logger) *cli.Command {
 		Name:      "measure",
 		Usage:     "compute MRTD and RTMR0-2 for an image and VM shape",
 		ArgsUsage: "[IMAGE]",
-		Flags:     machineFlags(),
+		Description: "IMAGE is a dstack metadata.json, a directory holding one, or a release tarball\n" +
+			"(.tar.gz, .tgz, .tar, .tar.zst). Without IMAGE, give the boot components with\n" +
+			"--firmware, --kernel, --initrd and --cmdline.\n\n" +
+			"--cpu and --memory take comma-separated lists; every combination is measured, with the\n" +
+			"per-image work (firmware parsing, kernel and initrd hashing) done once. A single shape\n" +
+			"prints one JSON object, several print an array.",
+		Flags: append(append(imageFlags(), machineFlags()...),
+			&cli.BoolFlag{Name: "json", Usage: "print JSON: registers, event log and input digests"},
+		),
 		Action: func(c *cli.Context) error {
-			return fmt.Errorf("measure: not supported yet")
+			shapes, err := machineShapes(c)
+			if err != nil {
+				return err
+			}
+			img, err := loadImage(c, log)
+			if err != nil {
+				return err
+			}
+			results, err := measureShapes(img, shapes)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if len(results) == 1 {
+					return printJSON(c.App.Writer, results[0])
+				}
+				return printJSON(c.App.Writer, results)
+			}
+			printMeasurements(c.App.Writer, results)
+			return nil
 		},
 	}
 }
+
+// measureResult is one shape's answer, as printed with --json.
+type measureResult struct {
+	MRTD        string      `json:"mrtd"`
+	RTMR0       string      `json:"rtmr0"`
+	RTMR1       string      `json:"rtmr1"`
+	RTMR2       string      `json:"rtmr2"`
+	CPU         int         `json:"cpu"`
+	Memory      string      `json:"memory"`
+	MemoryBytes uint64      `json:"memory_bytes"`
+	Machine     machineJSON `json:"machine"`
+	EventLog    []mr.Event  `json:"event_log"`
+	Inputs      inputsJSON  `json:"inputs"`
+	OSImageHash string      `json:"os_image_hash,omitempty"`
+}
+
+type machineJSON struct {
+	QEMUVersion      string  `json:"qemu_version"`
+	TwoPassAddPages  bool    `json:"two_pass_add_pages"`
+	PIC              bool    `json:"pic"`
+	SMM              bool    `json:"smm"`
+	NumNICs          int     `json:"num_nics"`
+	NumVerityVolumes int     `json:"num_verity_volumes"`
+	NumGPUs          int     `json:"num_gpus"`
+	NumNVSwitches    int     `json:"num_nvswitches"`
+	HotplugOff       bool    `json:"hotplug_off"`
+	RootVerity       bool    `json:"root_verity"`
+	PCIHole64Size    *uint64 `json:"pci_hole64_size"`
+	Hugepages        bool    `json:"hugepages"`
+	HostShareMode    string  `json:"host_share_mode"`
+	KernelPatched    bool    `json:"kernel_setup_header_patched"`
+}
+
+func describeMachine(m *mr.Machine) machineJSON {
+	j := machineJSON{
+		QEMUVersion:      m.QEMUVersion.String(),
+		TwoPassAddPages:  m.TwoPass(),
+		PIC:              m.PICEnabled(),
+		SMM:              m.SMM,
+		NumNICs:          m.NumNICs,
+		NumVerityVolumes: m.NumVerityVolumes,
+		NumGPUs:          m.NumGPUs,
+		NumNVSwitches:    m.NumNVSwitches,
+		HotplugOff:       m.HotplugOff,
+		RootVerity:       m.RootVerity,
+		Hugepages:        m.Hugepages,
+		HostShareMode:    string(m.HostShareMode),
+		KernelPatched:    !m.NoKernelPatch,
+	}
+	if m.PCIHole64SizeSet {
+		v := m.PCIHole64Size
+		j.PCIHole64Size = &v
+	}
+	return j
+}
+
+// measureShapes prepares the image once and measures every shape, in parallel, keeping the
+// order of the shapes. The first error wins; nothing is printed on error.
+func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, error) {
+	prepared, err := mr.Prepare(img.inputs)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]measureResult, len(shapes))
+	errs := make([]error, len(shapes))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range shapes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			m := mr.Machine{MachineConfig: shapes[i].Config, TwoPassAddPages: shapes[i].TwoPass, NoKernelPatch: shapes[i].NoKernelPatch}
+			res, err := prepared.Measure(m)
+			if err != nil {
+				errs[i] = fmt.Errorf("cpu %d, memory %s: %w", m.CPUs, formatSize(m.MemoryBytes), err)
+				return
+			}
+			results[i] = measureResult{
+				MRTD: res.MRTD, RTMR0: res.RTMR0, RTMR1: res.RTMR1, RTMR2: res.RTMR2,
+				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
+				Machine: describeMachine(&m), EventLog: res.EventLog,
+				Inputs: img.describe, OSImageHash: img.osImageHash,
+			}
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
+}
+
+func printMeasurements(w io.Writer, results []measureResult) {
+	for i, r := range results {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if len(results) > 1 {
+			fmt.Fprintf(w, "cpu %d, memory %s\n", r.CPU, r.Memory)
+		}
+		fmt.Fprintf(w, "MRTD:  %s\nRTMR0: %s\nRTMR1: %s\nRTMR2: %s\n", r.MRTD, r.RTMR0, r.RTMR1, r.RTMR2)
+	}
+	if len(results) == 1 {
+		r := results[0]
+		fmt.Fprintf(w, "\nmachine: qemu %s, %d vCPU, %s, two-pass MRTD %v, PIC %v\n", r.Machine.QEMUVersion, r.CPU, r.Memory, r.Machine.TwoPassAddPages, r.Machine.PIC)
+		fmt.Fprintln(w, "events:")
+		for _, e := range r.EventLog {
+			fmt.Fprintf(w, "  RTMR%d %-40s %s\n", e.IMR, e.Label, shortHex(e.Digest))
+		}
+		if r.OSImageHash != "" {
+			fmt.Fprintf(w, "os_image_hash: %s\n", r.OSImageHash)
+		}
+	}
+}
+
+func shortHex(s string) string {
+	if len(s) > 24 {
+		return s[:16] + "…" + s[len(s)-8:]
+	}
+	return s
+}
+
+var _ = strings.TrimSpace
+var _ = acpi.ErrNotSupported

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/dstack-mr/dstack-mr/mr"
+)
+
+const imageCategory = "Image"
+
+func imageFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "firmware", Category: imageCategory, Usage: "OVMF/TDVF firmware file (raw mode, instead of IMAGE)"},
+		&cli.StringFlag{Name: "kernel", Category: imageCategory, Usage: "Linux bzImage (raw mode)"},
+		&cli.StringFlag{Name: "initrd", Category: imageCategory, Usage: "initramfs (raw mode; omit for no initrd)"},
+		&cli.StringFlag{Name: "cmdline", Category: imageCategory, Usage: "kernel command line as given to QEMU -append (raw mode)"},
+	}
+}
+
+// loadedImage is the boot components plus what the output reports about them.
+type loadedImage struct {
+	inputs      mr.Inputs
+	describe    inputsJSON
+	osImageHash string
+}
+
+type fileJSON struct {
+	Path   string `json:"path"`
+	Size   uint64 `json:"size"`
+	SHA256 string `json:"sha256"`
+	SHA384 string `json:"sha384"`
+}
+
+type inputsJSON struct {
+	Source   string    `json:"source"`
+	Firmware fileJSON  `json:"firmware"`
+	Kernel   fileJSON  `json:"kernel"`
+	Initrd   *fileJSON `json:"initrd,omitempty"`
+	Cmdline  string    `json:"cmdline"`
+}
+
+func describeBytes(path string, b []byte) fileJSON {
+	s256 := sha256.Sum256(b)
+	s384 := sha512.Sum384(b)
+	return fileJSON{Path: path, Size: uint64(len(b)), SHA256: hex.EncodeToString(s256[:]), SHA384: hex.EncodeToString(s384[:])}
+}
+
+func loadImage(c *cli.Context, log *logrus.Logger) (*loadedImage, error) {
+	raw := c.IsSet("firmware") || c.IsSet("kernel") || c.IsSet("initrd") || c.IsSet("cmdline")
+	switch {
+	case c.NArg() > 1:
+		return nil, fmt.Errorf("measure takes one IMAGE, got %d arguments", c.NArg())
+	case c.NArg() == 1 && raw:
+		return nil, fmt.Errorf("give either IMAGE or --firmware/--kernel/--initrd/--cmdline, not both")
+	case c.NArg() == 1:
+		return loadImageArg(c, c.Args().First(), log)
+	case !raw:
+		return nil, fmt.Errorf("nothing to measure: give IMAGE (metadata.json, image directory or release tarball) or --firmware and --kernel")
+	}
+	if c.String("firmware") == "" || c.String("kernel") == "" {
+		return nil, fmt.Errorf("raw mode needs --firmware and --kernel (and usually --initrd and --cmdline)")
+	}
+	return loadRaw(c.String("firmware"), c.String("kernel"), c.String("initrd"), c.String("cmdline"))
+}
+
+func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, error) {
+	fw, err := os.ReadFile(fwPath)
+	if err != nil {
+		return nil, fmt.Errorf("--firmware: %w", err)
+	}
+	kernel, err := os.ReadFile(kernelPath)
+	if err != nil {
+		return nil, fmt.Errorf("--kernel: %w", err)
+	}
+	img := &loadedImage{
+		inputs: mr.Inputs{Firmware: fw, Kernel: kernel, Cmdline: cmdline},
+		describe: inputsJSON{Source: "raw", Firmware: describeBytes(fwPath, fw),
+			Kernel: describeBytes(kernelPath, kernel), Cmdline: cmdline},
+	}
+	if initrdPath != "" {
+		d, fj, err := hashFile(initrdPath)
+		if err != nil {
+			return nil, fmt.Errorf("--initrd: %w", err)
+		}
+		img.inputs.Initrd = d
+		img.describe.Initrd = fj
+	}
+	return img, nil
+}
+
+// hashFile streams a file once through SHA-256 and SHA-384.
+func hashFile(path string) (*mr.InitrdDigest, *fileJSON, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	h256, h384 := sha256.New(), sha512.New384()
+	n, err := io.Copy(io.MultiWriter(h256, h384), f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	d := &mr.InitrdDigest{Size: uint64(n), SHA384: h384.Sum(nil)}
+	return d, &fileJSON{Path: path, Size: uint64(n), SHA256: hex.EncodeToString(h256.Sum(nil)), SHA384: hex.EncodeToString(d.SHA384)}, nil
+}
+
+func loadImageArg(c *cli.Context, path string, log *logrus.Logger) (*loadedImage, error) {
+	return nil, fmt.Errorf("%s: image input: not supported yet", path)
+}
