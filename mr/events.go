@@ -1,0 +1,152 @@
+package mr
+
+import (
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"unicode/utf16"
+
+	"github.com/dstack-mr/dstack-mr/uefi"
+)
+
+// TCG event types (TCG PC Client Platform Firmware Profile, "Event Types"; EDK2
+// MdePkg/Include/IndustryStandard/UefiTcgPlatform.h).
+const (
+	EvSeparator                  uint32 = 0x00000004
+	EvEventTag                   uint32 = 0x00000006
+	EvPlatformConfigFlags        uint32 = 0x0000000a
+	EvEFIVariableDriverConfig    uint32 = 0x80000001
+	EvEFIVariableBoot            uint32 = 0x80000002
+	EvEFIBootServicesApplication uint32 = 0x80000003
+	EvEFIAction                  uint32 = 0x80000007
+	EvEFIPlatformFirmwareBlob2   uint32 = 0x8000000a
+	EvEFIHandoffTables2          uint32 = 0x8000000b
+)
+
+// Event labels, stable for JSON consumers.
+const (
+	LabelTDHOB        = "td-hob"
+	LabelCFV          = "cfv"
+	LabelSecureBoot   = "secure-boot"
+	LabelPK           = "pk"
+	LabelKEK          = "kek"
+	LabelDB           = "db"
+	LabelDBX          = "dbx"
+	LabelSeparator    = "separator"
+	LabelACPILoader   = "acpi-loader"
+	LabelACPIRSDP     = "acpi-rsdp"
+	LabelACPITables   = "acpi-tables"
+	LabelBootOrder    = "boot-order"
+	LabelBoot0000     = "boot0000"
+	LabelKernel       = "kernel"
+	LabelCallingEFI   = "efi-action-calling-efi-application"
+	LabelExitBS       = "efi-action-exit-boot-services"
+	LabelExitBSReturn = "efi-action-exit-boot-services-returned"
+	LabelCmdline      = "cmdline"
+	LabelInitrd       = "initrd"
+)
+
+// EFI actions the boot manager and DxeCore log into RTMR1 around starting the kernel
+// (MdePkg/Include/Protocol/Tcg2Protocol.h EFI_CALLING_EFI_APPLICATION etc.).
+const (
+	actionCallingEFIApp = "Calling EFI Application from Boot Option"
+	actionExitBS        = "Exit Boot Services Invocation"
+	actionExitBSSuccess = "Exit Boot Services Returned with Success"
+)
+
+// Event is one measured event: which RTMR it extends, its TCG type, the SHA-384 digest
+// extended, and a short label saying what was measured.
+type Event struct {
+	IMR       int    `json:"imr"` // RTMR index 0..3, as dstack's event logs number them
+	EventType uint32 `json:"event_type"`
+	Digest    string `json:"digest"` // hex SHA-384
+	Label     string `json:"label"`
+}
+
+func sha384(parts ...[]byte) []byte {
+	h := sha512.New384()
+	for _, p := range parts {
+		h.Write(p)
+	}
+	return h.Sum(nil)
+}
+
+func newEvent(imr int, typ uint32, label string, digest []byte) Event {
+	return Event{IMR: imr, EventType: typ, Digest: hex.EncodeToString(digest), Label: label}
+}
+
+// separatorDigest is the digest of EV_SEPARATOR's 4 zero bytes (no error).
+var separatorDigest = sha384([]byte{0, 0, 0, 0})
+
+// variableDriverConfigDigest is the digest of an EV_EFI_VARIABLE_DRIVER_CONFIG event: the
+// SHA-384 of the whole UEFI_VARIABLE_DATA (VariableName GUID, UnicodeNameLength in
+// characters, VariableDataLength, UnicodeName without NUL, VariableData).
+func variableDriverConfigDigest(vendor uefi.GUID, name string, data []byte) []byte {
+	uname := utf16le(name)
+	var lens [16]byte
+	binary.LittleEndian.PutUint64(lens[0:], uint64(len(uname)/2))
+	binary.LittleEndian.PutUint64(lens[8:], uint64(len(data)))
+	return sha384(vendor[:], lens[:], uname, data)
+}
+
+func utf16le(s string) []byte {
+	u := utf16.Encode([]rune(s))
+	b := make([]byte, 2*len(u))
+	for i, c := range u {
+		binary.LittleEndian.PutUint16(b[2*i:], c)
+	}
+	return b
+}
+
+// LoadOptions returns the UEFI LoadOptions OVMF gives a kernel booted with QEMU's -kernel:
+// the fw_cfg command line, with " initrd=initrd" appended when an initrd is loaded, each
+// BYTE widened to one UCS-2 unit (UnicodeSPrintAsciiFormat "%a" zero-extends CHAR8; it does
+// not decode UTF-8), plus a terminating NUL unit. The Linux EFI stub measures exactly these
+// bytes. An empty command line without initrd gives no LoadOptions (nil).
+//
+// This is the layout of OVMF up to edk2-stable202502 (X86QemuLoadImageLib "%a%a" with the
+// suffix). Later OVMF, with shim support, prefixes "initrd=initrd " instead.
+func LoadOptions(cmdline string, hasInitrd bool) []byte {
+	s := cmdline
+	if hasInitrd {
+		s += " initrd=initrd"
+	}
+	if s == "" {
+		return nil
+	}
+	b := make([]byte, 2*len(s)+2)
+	for i := 0; i < len(s); i++ {
+		b[2*i] = s[i]
+	}
+	return b
+}
+
+// ReplayRTMR returns the value of an RTMR after extending each digest in order from zero:
+// RTMR = SHA384(RTMR || digest).
+func ReplayRTMR(digests [][]byte) []byte {
+	mr := make([]byte, sha512.Size384)
+	h := sha512.New384()
+	for _, d := range digests {
+		h.Reset()
+		h.Write(mr)
+		h.Write(d)
+		mr = h.Sum(mr[:0])
+	}
+	return mr
+}
+
+// replayEvents replays the events of one RTMR.
+func replayEvents(events []Event, imr int) ([]byte, error) {
+	var ds [][]byte
+	for _, e := range events {
+		if e.IMR != imr {
+			continue
+		}
+		d, err := hex.DecodeString(e.Digest)
+		if err != nil {
+			return nil, err
+		}
+		ds = append(ds, d)
+	}
+	return ReplayRTMR(ds), nil
+}

@@ -1,0 +1,83 @@
+package mr
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+
+	"github.com/dstack-mr/dstack-mr/pe"
+)
+
+// QEMU's pc/q35 acpi_data_size (hw/i386/pc.c: 0x20000 + 0x8000), the RAM it keeps free below
+// the top of low memory for ACPI, which decides where it places the initrd.
+const acpiDataSize = 0x28000
+
+// Hooks to the pe package, replaceable in tests.
+var (
+	patchSetupHeader   = pe.PatchSetupHeader
+	authenticodeSHA384 = pe.AuthenticodeSHA384
+)
+
+// kernelHeaderRegion bounds where QEMU's setup-header patch can write (boot sector and setup
+// header end at 0x238); digests are memoized per content of this region.
+const kernelHeaderRegion = 0x1000
+
+// maxKernelMemo bounds the per-kernel memo: each entry is one distinct patched header.
+const maxKernelMemo = 256
+
+// Kernel is a bzImage prepared for measurement. The Authenticode digest depends on the
+// patched setup header only; it is computed once per distinct header. Safe for concurrent use.
+type Kernel struct {
+	data []byte
+
+	mu   sync.Mutex
+	memo map[string][]byte
+}
+
+// PrepareKernel wraps a bzImage. The data is retained, not copied: the caller must not
+// modify it afterwards.
+func PrepareKernel(data []byte) (*Kernel, error) {
+	if len(data) == 0 {
+		return nil, errors.New("kernel is empty")
+	}
+	return &Kernel{data: data, memo: make(map[string][]byte)}, nil
+}
+
+// Digest returns the Authenticode SHA-384 OVMF measures for the kernel started with boot
+// parameters p, after QEMU's setup-header patch unless patch is false.
+func (k *Kernel) Digest(p pe.BootParams, patch bool) ([]byte, error) {
+	img := k.data
+	key := "unpatched"
+	if patch {
+		var err error
+		if img, err = patchSetupHeader(k.data, p); err != nil {
+			return nil, err
+		}
+		key = "" // not memoizable unless only the header region changed
+		n := min(len(img), kernelHeaderRegion)
+		if len(img) == len(k.data) && bytes.Equal(img[n:], k.data[n:]) {
+			key = "patched:" + string(img[:n])
+		}
+	}
+	if key != "" {
+		k.mu.Lock()
+		d, ok := k.memo[key]
+		k.mu.Unlock()
+		if ok {
+			return bytes.Clone(d), nil
+		}
+	}
+	d, err := authenticodeSHA384(img)
+	if err != nil {
+		return nil, err
+	}
+	if key != "" {
+		k.mu.Lock()
+		if len(k.memo) >= maxKernelMemo {
+			clear(k.memo)
+		}
+		k.memo[key] = bytes.Clone(d)
+		k.mu.Unlock()
+	}
+	return d, nil
+}

@@ -1,0 +1,292 @@
+package mr
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/pe"
+)
+
+// InitrdDigest describes an initrd by what the measurement needs: its size (QEMU's setup
+// header patch) and its SHA-384 (the EFI stub's RTMR2 event), so a huge initrd is streamed
+// once by the caller.
+type InitrdDigest struct {
+	Size   uint64
+	SHA384 []byte
+}
+
+// HashInitrd streams an initrd and returns its InitrdDigest.
+func HashInitrd(r io.Reader) (*InitrdDigest, error) {
+	h := sha512.New384()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	return &InitrdDigest{Size: uint64(n), SHA384: h.Sum(nil)}, nil
+}
+
+// Inputs are the boot components of an image.
+type Inputs struct {
+	Firmware []byte
+	Kernel   []byte
+	Cmdline  string        // as given to QEMU -append, without OVMF's " initrd=initrd"
+	Initrd   *InitrdDigest // nil: no -initrd
+}
+
+// Machine is the VM shape and QEMU behaviour a measurement is for.
+type Machine struct {
+	acpi.MachineConfig
+	// TwoPassAddPages: MRTD with all pages of a section added before any is extended.
+	// nil: the QEMU version's default (two-pass before 9.0).
+	TwoPassAddPages *bool
+	// NoKernelPatch: the firmware measures the kernel file unpatched (QEMU >= 10.2 for
+	// confidential guests, or firmware that reads QEMU's unpatched etc/boot/kernel).
+	NoKernelPatch bool
+}
+
+// TwoPass resolves the MRTD page-add order.
+func (m *Machine) TwoPass() bool {
+	if m.TwoPassAddPages != nil {
+		return *m.TwoPassAddPages
+	}
+	return !m.QEMUVersion.AtLeast(9, 0, 0)
+}
+
+// Validate checks the parts of the shape the measurement itself depends on; acpi.Build
+// checks the device model.
+func (m *Machine) Validate() error {
+	v := m.QEMUVersion
+	if v == (acpi.Version{}) {
+		return errors.New("machine: QEMUVersion is not set")
+	}
+	// q35 max_cpus per QEMU release: acpi.MaxCPUs (pc_q35.c: 288 up to the 8.0 machine
+	// type, 1024 for 8.1/8.2, 4096 from 9.0).
+	if max := acpi.MaxCPUs(v); m.CPUs < 1 || m.CPUs > max {
+		return fmt.Errorf("machine: CPUs = %d: QEMU %s q35 accepts 1..%d", m.CPUs, v, max)
+	}
+	switch {
+	case m.MemoryBytes == 0:
+		return errors.New("machine: MemoryBytes is 0")
+	case m.MemoryBytes%pageSize != 0:
+		return fmt.Errorf("machine: MemoryBytes = %d is not a multiple of 4 KiB", m.MemoryBytes)
+	case m.MemoryBytes > acpi.MaxMemoryBytes:
+		return fmt.Errorf("machine: MemoryBytes = %d is above the %d supported", m.MemoryBytes, uint64(acpi.MaxMemoryBytes))
+	}
+	return nil
+}
+
+// Measurement is what a TD quote of the VM reports, with the events that produce RTMR0-2.
+type Measurement struct {
+	MRTD     string  `json:"mrtd"`
+	RTMR0    string  `json:"rtmr0"`
+	RTMR1    string  `json:"rtmr1"`
+	RTMR2    string  `json:"rtmr2"`
+	EventLog []Event `json:"event_log"` // grouped by RTMR, each in extend order
+}
+
+// ACPIBuilder produces the ACPI fw_cfg blobs of a machine.
+type ACPIBuilder func(acpi.MachineConfig) (*acpi.Blobs, error)
+
+// Image is a prepared set of boot components; measuring many machine shapes with it only
+// redoes the per-shape work. Safe for concurrent use.
+type Image struct {
+	Firmware *Firmware
+	Kernel   *Kernel
+	Cmdline  string
+	Initrd   *InitrdDigest
+	// ACPI builds the ACPI blobs; nil means acpi.Build.
+	ACPI ACPIBuilder
+}
+
+// Prepare parses the firmware and wraps the kernel.
+func Prepare(in Inputs) (*Image, error) {
+	fw, err := ParseFirmware(in.Firmware)
+	if err != nil {
+		return nil, err
+	}
+	k, err := PrepareKernel(in.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInitrd(in.Initrd); err != nil {
+		return nil, err
+	}
+	return &Image{Firmware: fw, Kernel: k, Cmdline: in.Cmdline, Initrd: in.Initrd}, nil
+}
+
+// Measure computes all registers of one image on one machine.
+func Measure(in Inputs, m Machine) (*Measurement, error) {
+	im, err := Prepare(in)
+	if err != nil {
+		return nil, err
+	}
+	return im.Measure(m)
+}
+
+func checkInitrd(d *InitrdDigest) error {
+	if d != nil && len(d.SHA384) != sha512.Size384 {
+		return fmt.Errorf("initrd digest: SHA384 is %d bytes, want %d", len(d.SHA384), sha512.Size384)
+	}
+	return nil
+}
+
+// Measure computes MRTD and RTMR0-2 for machine m.
+func (im *Image) Measure(m Machine) (*Measurement, error) {
+	if im.Firmware == nil || im.Kernel == nil {
+		return nil, errors.New("image: Firmware and Kernel are required")
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkInitrd(im.Initrd); err != nil {
+		return nil, err
+	}
+	rtmr0, err := im.RTMR0Events(m)
+	if err != nil {
+		return nil, err
+	}
+	rtmr1, err := im.RTMR1Events(m)
+	if err != nil {
+		return nil, err
+	}
+	log := append(append(rtmr0, rtmr1...), im.RTMR2Events()...)
+	out := &Measurement{MRTD: hex.EncodeToString(im.Firmware.MRTD(m.TwoPass())), EventLog: log}
+	for i, dst := range []*string{&out.RTMR0, &out.RTMR1, &out.RTMR2} {
+		v, err := replayEvents(log, i)
+		if err != nil {
+			return nil, err
+		}
+		*dst = hex.EncodeToString(v)
+	}
+	return out, nil
+}
+
+// RTMR0Events returns TDVF's RTMR0 events for machine m: TD HOB, CFV, Secure Boot
+// variables, separator, the ACPI blobs in the order OVMF downloads them, BootOrder, Boot0000.
+func (im *Image) RTMR0Events(m Machine) ([]Event, error) {
+	hob, err := im.Firmware.TDHOB(m.MemoryBytes)
+	if err != nil {
+		return nil, err
+	}
+	fixed, err := im.Firmware.fixedRTMR0()
+	if err != nil {
+		return nil, err
+	}
+	build := im.ACPI
+	if build == nil {
+		build = acpi.Build
+	}
+	blobs, err := build(m.MachineConfig)
+	if err != nil {
+		return nil, fmt.Errorf("ACPI tables: %w", err)
+	}
+	acpiEvents, err := acpiEvents(blobs)
+	if err != nil {
+		return nil, err
+	}
+
+	ev := []Event{
+		newEvent(0, EvEFIHandoffTables2, LabelTDHOB, sha384(hob)),
+		fixed.cfv,
+	}
+	ev = append(ev, fixed.vars...)
+	ev = append(ev, newEvent(0, EvSeparator, LabelSeparator, separatorDigest))
+	ev = append(ev, acpiEvents...)
+	ev = append(ev,
+		newEvent(0, EvEFIVariableBoot, LabelBootOrder, sha384(bootOrderData)),
+		fixed.boot0000,
+	)
+	return ev, nil
+}
+
+// RTMR1Events returns the kernel's Authenticode event and the boot manager's EFI actions.
+func (im *Image) RTMR1Events(m Machine) ([]Event, error) {
+	p := pe.BootParams{
+		MemoryBytes:  m.MemoryBytes,
+		ACPIDataSize: acpiDataSize,
+		Cmdline:      im.Cmdline,
+		HasInitrd:    im.Initrd != nil,
+	}
+	if im.Initrd != nil {
+		p.InitrdSize = im.Initrd.Size
+	}
+	d, err := im.Kernel.Digest(p, !m.NoKernelPatch)
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+	return []Event{
+		newEvent(1, EvEFIBootServicesApplication, LabelKernel, d),
+		newEvent(1, EvEFIAction, LabelCallingEFI, sha384([]byte(actionCallingEFIApp))),
+		newEvent(1, EvSeparator, LabelSeparator, separatorDigest),
+		newEvent(1, EvEFIAction, LabelExitBS, sha384([]byte(actionExitBS))),
+		newEvent(1, EvEFIAction, LabelExitBSReturn, sha384([]byte(actionExitBSSuccess))),
+	}, nil
+}
+
+// RTMR2Events returns the Linux EFI stub's tagged events: its LoadOptions, then the initrd
+// it loaded through OVMF's LoadFile2. OVMF offers no initrd when its size is 0 (and then
+// does not append " initrd=initrd" either).
+func (im *Image) RTMR2Events() []Event {
+	hasInitrd := im.Initrd != nil && im.Initrd.Size > 0
+	var ev []Event
+	if lo := LoadOptions(im.Cmdline, hasInitrd); lo != nil {
+		ev = append(ev, newEvent(2, EvEventTag, LabelCmdline, sha384(lo)))
+	}
+	if hasInitrd {
+		ev = append(ev, newEvent(2, EvEventTag, LabelInitrd, im.Initrd.SHA384))
+	}
+	return ev
+}
+
+// QEMU's linker/loader script (hw/acpi/bios-linker-loader.c): 128-byte commands.
+const (
+	loaderEntryLen    = 128
+	loaderCmdAllocate = 1
+	loaderFileNameLen = 56
+
+	fileACPITables = "etc/acpi/tables"
+	fileACPIRSDP   = "etc/acpi/rsdp"
+)
+
+// acpiEvents returns the EV_PLATFORM_CONFIG_FLAGS events of OVMF's AcpiPlatformDxe: the
+// loader script first, then every blob as its ALLOCATE command downloads it.
+func acpiEvents(b *acpi.Blobs) ([]Event, error) {
+	if b == nil || len(b.Loader) == 0 || len(b.Loader)%loaderEntryLen != 0 {
+		return nil, errors.New("ACPI table-loader blob is missing or not a whole number of commands")
+	}
+	ev := []Event{newEvent(0, EvPlatformConfigFlags, LabelACPILoader, sha384(b.Loader))}
+	seen := map[string]bool{}
+	for off := 0; off < len(b.Loader); off += loaderEntryLen {
+		e := b.Loader[off : off+loaderEntryLen]
+		if binary.LittleEndian.Uint32(e) != loaderCmdAllocate {
+			continue
+		}
+		name := e[4 : 4+loaderFileNameLen]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		file := string(name)
+		if seen[file] {
+			return nil, fmt.Errorf("ACPI table-loader allocates %q twice", file)
+		}
+		seen[file] = true
+		switch file {
+		case fileACPITables:
+			ev = append(ev, newEvent(0, EvPlatformConfigFlags, LabelACPITables, sha384(b.Tables)))
+		case fileACPIRSDP:
+			ev = append(ev, newEvent(0, EvPlatformConfigFlags, LabelACPIRSDP, sha384(b.RSDP)))
+		default:
+			return nil, fmt.Errorf("ACPI table-loader allocates fw_cfg file %q, whose content is not modelled: %w", file, ErrNotSupported)
+		}
+	}
+	if !seen[fileACPITables] || !seen[fileACPIRSDP] {
+		return nil, fmt.Errorf("ACPI table-loader does not allocate both %s and %s", fileACPITables, fileACPIRSDP)
+	}
+	return ev, nil
+}
