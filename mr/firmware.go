@@ -76,7 +76,8 @@ func (f *Firmware) MRTD(twoPass bool) []byte {
 	return bytes.Clone(f.mrtd[i])
 }
 
-// CFV returns the raw data of the firmware's configuration firmware volume section.
+// CFV returns the raw data of the firmware's configuration firmware volume section (a
+// sub-slice of the image: do not modify it).
 func (f *Firmware) CFV() ([]byte, error) {
 	var found []Section
 	for _, s := range f.sections {

@@ -12,12 +12,6 @@ import (
 // the top of low memory for ACPI, which decides where it places the initrd.
 const acpiDataSize = 0x28000
 
-// Hooks to the pe package, replaceable in tests.
-var (
-	patchSetupHeader   = pe.PatchSetupHeader
-	authenticodeSHA384 = pe.AuthenticodeSHA384
-)
-
 // kernelHeaderRegion bounds where QEMU's setup-header patch can write (boot sector and setup
 // header end at 0x238); digests are memoized per content of this region.
 const kernelHeaderRegion = 0x1000
@@ -50,7 +44,7 @@ func (k *Kernel) Digest(p pe.BootParams, patch bool) ([]byte, error) {
 	key := "unpatched"
 	if patch {
 		var err error
-		if img, err = patchSetupHeader(k.data, p); err != nil {
+		if img, err = pe.PatchSetupHeader(k.data, p); err != nil {
 			return nil, err
 		}
 		key = "" // not memoizable unless only the header region changed
@@ -67,7 +61,7 @@ func (k *Kernel) Digest(p pe.BootParams, patch bool) ([]byte, error) {
 			return bytes.Clone(d), nil
 		}
 	}
-	d, err := authenticodeSHA384(img)
+	d, err := pe.AuthenticodeSHA384(img)
 	if err != nil {
 		return nil, err
 	}
