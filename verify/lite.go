@@ -1,0 +1,344 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// LiteFileName is the measurement document's file name inside an image and in sha256sum.txt.
+const LiteFileName = "measurement.tdx.cbor"
+
+// LiteVersion is the only measurement.tdx.cbor schema version dstack defines.
+const LiteVersion = 3
+
+// maxLiteDocBytes bounds a measurement document; real ones are ~300 bytes.
+const maxLiteDocBytes = 1 << 20
+
+// OVMF RTMR0 layouts a lite document may name (dstack-types OvmfVariant).
+const OVMFPre202505 = "pre202505"
+
+// LiteMeasurement is measurement.tdx.cbor (dstack-types TdxOsImageMeasurement, CBOR form):
+// the image-static inputs of MRTD and RTMR0-2, without the VM shape.
+type LiteMeasurement struct {
+	Version uint32    `cbor:"version" json:"version"`
+	Image   LiteImage `cbor:"image" json:"image"`
+	TDVF    LiteTDVF  `cbor:"tdvf" json:"tdvf"`
+}
+
+// LiteImage holds the RTMR1/RTMR2 digests of the kernel, its command line and the initrd.
+type LiteImage struct {
+	// CmdlineSHA384 is the RTMR2 LoadOptions event: the image cmdline plus " initrd=initrd",
+	// UTF-16LE with a trailing NUL.
+	CmdlineSHA384 Hex `cbor:"cmdline_sha384" json:"cmdline_sha384"`
+	// KernelAuthenticode is the Authenticode SHA-384 of the kernel as QEMU patches it for a
+	// guest with at least 0xB0000000 bytes of RAM (the same bytes as for exactly 2 GiB).
+	KernelAuthenticode Hex `cbor:"kernel_authenticode" json:"kernel_authenticode"`
+	InitrdSHA384       Hex `cbor:"initrd_sha384" json:"initrd_sha384"`
+}
+
+// LiteTDVF holds what the firmware contributes.
+type LiteTDVF struct {
+	OVMF string   `cbor:"ovmf" json:"ovmf"`
+	MRTD LiteMRTD `cbor:"mrtd" json:"mrtd"`
+	// TDHobWitness is the compact TdHobWitnessV1 from which the TD HOB is rebuilt for any
+	// memory size (see tdHOBFromWitness).
+	TDHobWitness Hex `cbor:"td_hob" json:"td_hob"`
+}
+
+// LiteMRTD are the two MRTD candidates: QEMU's single-pass and two-pass page-add orders.
+type LiteMRTD struct {
+	SinglePass Hex `cbor:"single_pass" json:"single_pass"`
+	TwoPass    Hex `cbor:"two_pass" json:"two_pass"`
+}
+
+var liteDecMode = func() cbor.DecMode {
+	m, err := cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		IndefLength:      cbor.IndefLengthForbidden,
+		MaxNestedLevels:  8,
+		MaxArrayElements: 64,
+		MaxMapPairs:      64,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}()
+
+// DecodeLite decodes and validates measurement.tdx.cbor. Every error names the field.
+func DecodeLite(data []byte) (*LiteMeasurement, error) {
+	if len(data) > maxLiteDocBytes {
+		return nil, fmt.Errorf("%s: %d bytes, over the %d-byte limit", LiteFileName, len(data), maxLiteDocBytes)
+	}
+	var m LiteMeasurement
+	if err := liteDecMode.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", LiteFileName, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks the version, the variant and every digest length.
+func (m *LiteMeasurement) Validate() error {
+	if m.Version != LiteVersion {
+		return fmt.Errorf("%s: version %d, want %d", LiteFileName, m.Version, LiteVersion)
+	}
+	if m.TDVF.OVMF != OVMFPre202505 {
+		return fmt.Errorf("%s: tdvf.ovmf %q: only %q is defined", LiteFileName, m.TDVF.OVMF, OVMFPre202505)
+	}
+	for _, f := range []struct {
+		name string
+		v    []byte
+	}{
+		{"image.cmdline_sha384", m.Image.CmdlineSHA384},
+		{"image.kernel_authenticode", m.Image.KernelAuthenticode},
+		{"image.initrd_sha384", m.Image.InitrdSHA384},
+		{"tdvf.mrtd.single_pass", m.TDVF.MRTD.SinglePass},
+		{"tdvf.mrtd.two_pass", m.TDVF.MRTD.TwoPass},
+	} {
+		if len(f.v) != sha512.Size384 {
+			return fmt.Errorf("%s: %s is %d bytes, want %d", LiteFileName, f.name, len(f.v), sha512.Size384)
+		}
+	}
+	if _, err := parseWitness(m.TDVF.TDHobWitness); err != nil {
+		return fmt.Errorf("%s: tdvf.td_hob: %w", LiteFileName, err)
+	}
+	return nil
+}
+
+// LiteDocument is vm_config.tdx_measurement: the image's sha256sum.txt and the raw bytes of
+// measurement.tdx.cbor (both base64 in JSON).
+type LiteDocument struct {
+	ChecksumFile []byte `json:"checksum_file"`
+	Measurement  []byte `json:"measurement"`
+}
+
+// CheckBinding verifies the document belongs to the OS image osImageHash names: the image
+// hash is SHA-256(sha256sum.txt), and sha256sum.txt lists SHA-256(measurement.tdx.cbor).
+func (d *LiteDocument) CheckBinding(osImageHash []byte) error {
+	sum := sha256.Sum256(d.ChecksumFile)
+	if !bytes.Equal(sum[:], osImageHash) {
+		return fmt.Errorf("os_image_hash %x is not SHA-256(sha256sum.txt) = %x", osImageHash, sum)
+	}
+	listed, err := checksumEntry(d.ChecksumFile, LiteFileName)
+	if err != nil {
+		return err
+	}
+	got := sha256.Sum256(d.Measurement)
+	if !bytes.Equal(listed, got[:]) {
+		return fmt.Errorf("sha256sum.txt lists %s as %x, the document's is %x", LiteFileName, listed, got)
+	}
+	return nil
+}
+
+// checksumEntry finds the one "<sha256>  <name>" line for name in a sha256sum.txt.
+func checksumEntry(file []byte, name string) ([]byte, error) {
+	var found []byte
+	for i, line := range strings.Split(string(file), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if len(fields) < 2 {
+			return nil, fmt.Errorf("sha256sum.txt line %d: no file name", i+1)
+		}
+		if strings.TrimPrefix(fields[1], "*") != name {
+			continue
+		}
+		if found != nil {
+			return nil, fmt.Errorf("sha256sum.txt lists %s twice", name)
+		}
+		h, err := hex.DecodeString(fields[0])
+		if err != nil || len(h) != sha256.Size {
+			return nil, fmt.Errorf("sha256sum.txt line %d: %q is not a SHA-256", i+1, fields[0])
+		}
+		found = h
+	}
+	if found == nil {
+		return nil, fmt.Errorf("sha256sum.txt does not list %s", name)
+	}
+	return found, nil
+}
+
+// Memory sizes for which QEMU patches the kernel setup header to the bytes whose
+// Authenticode digest the document carries (dstack-mr kernel.rs): exactly 2 GiB, or at least
+// the q35 low-memory split. Below, the patched header depends on the exact size.
+const (
+	liteMemory2G        = 0x80000000
+	liteMemoryStableMin = 0xB0000000
+)
+
+// LiteSupportsMemory reports whether the lite document's kernel digest holds for memoryBytes.
+func LiteSupportsMemory(memoryBytes uint64) bool {
+	return memoryBytes == liteMemory2G || memoryBytes >= liteMemoryStableMin
+}
+
+// witness is a decoded TdHobWitnessV1: varuints base_page, td_hob_page_delta, range_count,
+// then range_count (start_page_delta, page_count) pairs of memory QEMU accepted at build time.
+type witness struct {
+	hobBase uint64
+	ranges  [][2]uint64 // [start, end)
+}
+
+func parseWitness(b []byte) (*witness, error) {
+	r := bytes.NewReader(b)
+	next := func(what string) (uint64, error) {
+		v, err := binary.ReadUvarint(r)
+		if err != nil {
+			return 0, fmt.Errorf("witness %s: %w", what, err)
+		}
+		return v, nil
+	}
+	base, err := next("base page")
+	if err != nil {
+		return nil, err
+	}
+	hobDelta, err := next("TD HOB page delta")
+	if err != nil {
+		return nil, err
+	}
+	n, err := next("range count")
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(len(b)) {
+		return nil, fmt.Errorf("witness range count %d exceeds its %d bytes", n, len(b))
+	}
+	const maxPage = 1 << 40 // 4 PiB: far beyond any guest, keeps page*4096 in range
+	page := func(p, delta uint64, what string) (uint64, error) {
+		if p > maxPage || delta > maxPage {
+			return 0, fmt.Errorf("witness %s page out of range", what)
+		}
+		return (p + delta) * 4096, nil
+	}
+	w := &witness{}
+	if w.hobBase, err = page(base, hobDelta, "TD HOB"); err != nil {
+		return nil, err
+	}
+	for i := uint64(0); i < n; i++ {
+		d, err := next(fmt.Sprintf("range %d start", i))
+		if err != nil {
+			return nil, err
+		}
+		c, err := next(fmt.Sprintf("range %d page count", i))
+		if err != nil {
+			return nil, err
+		}
+		start, err := page(base, d, fmt.Sprintf("range %d", i))
+		if err != nil {
+			return nil, err
+		}
+		if c == 0 || c > maxPage {
+			return nil, fmt.Errorf("witness range %d: %d pages", i, c)
+		}
+		w.ranges = append(w.ranges, [2]uint64{start, start + c*4096})
+	}
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("witness has %d trailing bytes", r.Len())
+	}
+	return w, nil
+}
+
+type memRange struct {
+	accepted   bool
+	start, end uint64
+}
+
+// tdHOBFromWitness rebuilds the TD HOB QEMU hands TDVF for a guest of memoryBytes from the
+// witness, the way dstack-mr's lite path does: RAM is one range from 0, the witness ranges
+// are carved out as accepted memory, and the last (unaccepted) range is split at 2 GiB / 4 GiB
+// once RAM reaches the q35 low-memory split.
+func tdHOBFromWitness(witnessBytes []byte, memoryBytes uint64) ([]byte, error) {
+	w, err := parseWitness(witnessBytes)
+	if err != nil {
+		return nil, err
+	}
+	ranges := []memRange{{false, 0, memoryBytes}}
+	for _, a := range w.ranges {
+		if a[1] > memoryBytes {
+			return nil, fmt.Errorf("witness range 0x%x-0x%x lies beyond the %d bytes of RAM", a[0], a[1], memoryBytes)
+		}
+		ranges = acceptMem(ranges, a[0], a[1])
+	}
+	last := ranges[len(ranges)-1]
+	if last.accepted {
+		return nil, errors.New("witness accepts the end of RAM")
+	}
+	var hob []byte
+	le := binary.LittleEndian
+	// EFI_HOB_HANDOFF_INFO_TABLE: header, version 9, boot mode and five zero addresses; only
+	// EfiEndOfHobList is filled in, below.
+	hob = le.AppendUint16(hob, 0x0001)
+	hob = le.AppendUint16(hob, 56)
+	hob = append(hob, 0, 0, 0, 0)
+	hob = le.AppendUint32(hob, 9)
+	hob = append(hob, make([]byte, 4+5*8)...)
+	resource := func(typ uint32, start, length uint64) {
+		hob = le.AppendUint16(hob, 0x0003)
+		hob = le.AppendUint16(hob, 48)
+		hob = append(hob, make([]byte, 4+16)...) // reserved, owner GUID
+		hob = le.AppendUint32(hob, typ)
+		hob = le.AppendUint32(hob, 7) // PRESENT | INITIALIZED | TESTED
+		hob = le.AppendUint64(hob, start)
+		hob = le.AppendUint64(hob, length)
+	}
+	const systemMemory, unaccepted = 0, 7
+	for _, r := range ranges[:len(ranges)-1] {
+		typ := uint32(unaccepted)
+		if r.accepted {
+			typ = systemMemory
+		}
+		resource(typ, r.start, r.end-r.start)
+	}
+	if memoryBytes >= liteMemoryStableMin {
+		if last.start < liteMemory2G {
+			resource(unaccepted, last.start, liteMemory2G-last.start)
+		}
+		if last.end > liteMemory2G {
+			resource(unaccepted, 1<<32, last.end-liteMemory2G)
+		}
+	} else {
+		resource(unaccepted, last.start, last.end-last.start)
+	}
+	// EfiEndOfHobList points past the 8-byte end-of-list HOB that follows in memory.
+	le.PutUint64(hob[48:], w.hobBase+uint64(len(hob))+8)
+	return hob, nil
+}
+
+// acceptMem marks [start,end) accepted, splitting the unaccepted ranges it overlaps.
+func acceptMem(ranges []memRange, start, end uint64) []memRange {
+	var out []memRange
+	for _, r := range ranges {
+		if r.accepted || r.end <= start || r.start >= end {
+			out = append(out, r)
+			continue
+		}
+		if r.start < start {
+			out = append(out, memRange{false, r.start, start})
+		}
+		if r.end > end {
+			out = append(out, memRange{false, end, r.end})
+		}
+	}
+	out = append(out, memRange{true, start, end})
+	sortRanges(out)
+	return out
+}
+
+func sortRanges(r []memRange) {
+	for i := 1; i < len(r); i++ {
+		for j := i; j > 0 && r[j].start < r[j-1].start; j-- {
+			r[j], r[j-1] = r[j-1], r[j]
+		}
+	}
+}

@@ -1,0 +1,710 @@
+// Package verify checks a dstack TDX attestation against an expected OS image: it parses the
+// quote, replays the event log into RTMR0-3, checks RTMR3's runtime events and the app
+// identity they carry, predicts MRTD and RTMR0-2 from the image (full mode, via package mr)
+// or from its measurement.tdx.cbor ("lite" mode) for the VM shape in vm_config, checks the
+// logged ACPI digests against tables built for that shape, and names, for each register that
+// diverges, the first divergent event, both digests and what the event depends on.
+//
+// It does not verify the quote's signature or TCB collateral: the report says so, and a
+// caller must do that with a DCAP quote verifier.
+package verify
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/mr"
+	"github.com/dstack-mr/dstack-mr/mr/eventlog"
+	"github.com/dstack-mr/dstack-mr/quote"
+)
+
+// Options are the inputs of Verify.
+type Options struct {
+	// Attestation is a guest agent GetQuote response: {"quote": hex, "event_log": JSON string,
+	// "vm_config": JSON string, "report_data": hex}.
+	Attestation []byte
+	// Quote (binary or hex), EventLog (JSON list or string) and VMConfig (JSON) replace the
+	// attestation's fields when set.
+	Quote    []byte
+	EventLog []byte
+	VMConfig []byte
+
+	// Image selects full mode: the boot components of the expected OS image (the caller
+	// opens a metadata.json / directory / release tarball with package images).
+	Image *mr.Inputs
+	// ImageOSImageHash is the expected image's os_image_hash (SHA-256 of its sha256sum.txt),
+	// when known; vm_config.os_image_hash is checked against it.
+	ImageOSImageHash []byte
+
+	// LiteMeasurement selects lite mode with a measurement.tdx.cbor the caller trusts (e.g.
+	// from an image they built). Without Image or LiteMeasurement, the document the VM
+	// itself attached (vm_config.tdx_measurement) is used; it is bound to vm_config's
+	// os_image_hash, which then needs Expect.OSImageHash to mean anything.
+	LiteMeasurement []byte
+
+	// OverrideMachine adjusts the machine shape derived from vm_config (CLI flags).
+	OverrideMachine func(*mr.Machine)
+	// ACPI builds the ACPI blobs of a machine; nil means acpi.Build.
+	ACPI mr.ACPIBuilder
+
+	Expect Expectations
+}
+
+// Expectations are values the relying party requires; unset ones are not checked.
+type Expectations struct {
+	ComposeHash     []byte
+	AppID           []byte
+	InstanceID      []byte
+	OSImageHash     []byte
+	KeyProviderName string
+	KeyProviderID   string
+}
+
+// Report is the outcome of Verify.
+type Report struct {
+	// Verified is true only when every check ran and passed and nothing required was left
+	// unchecked (the quote signature, out of scope here, is listed but not required).
+	Verified   bool                 `json:"verified"`
+	Mode       string               `json:"mode"` // "full", "lite" or "none" (no expected image)
+	Quote      *QuoteInfo           `json:"quote"`
+	Registers  map[string]*Register `json:"registers"`
+	RTMR3      *eventlog.RTMR3Facts `json:"rtmr3,omitempty"`
+	App        *AppInfo             `json:"app"`
+	VMConfig   *VMConfig            `json:"vm_config,omitempty"`
+	Lite       *LiteMeasurement     `json:"lite_measurement,omitempty"`
+	Checks     []Check              `json:"checks"`
+	NotChecked []NotChecked         `json:"not_checked"`
+}
+
+// QuoteInfo summarises the quote.
+type QuoteInfo struct {
+	Version           uint16 `json:"version"`
+	BodyType          uint16 `json:"body_type"`
+	TEETCBSVN         Hex    `json:"tee_tcb_svn"`
+	TDAttributes      Hex    `json:"td_attributes"`
+	XFAM              Hex    `json:"xfam"`
+	MRConfigID        Hex    `json:"mr_config_id"`
+	MROwner           Hex    `json:"mr_owner"`
+	MROwnerConfig     Hex    `json:"mr_owner_config"`
+	ReportData        Hex    `json:"report_data"`
+	SignatureVerified bool   `json:"signature_verified"`
+	SignatureNote     string `json:"signature_note"`
+}
+
+// Register compares one measurement register.
+type Register struct {
+	Expected Hex `json:"expected,omitempty"`
+	Actual   Hex `json:"actual"` // from the quote
+	// Match: Expected equals Actual; null when nothing was predicted.
+	Match *bool `json:"match"`
+	// Replayed is the event log's replay (RTMRs only); ReplayMatch compares it with Actual.
+	Replayed        Hex         `json:"replayed,omitempty"`
+	ReplayMatch     *bool       `json:"replay_match,omitempty"`
+	FirstDivergence *Divergence `json:"first_divergence,omitempty"`
+}
+
+// Divergence is the first event at which a register's log departs from the prediction.
+type Divergence struct {
+	Position  int      `json:"position"`  // index among the register's events
+	LogIndex  int      `json:"log_index"` // index in the whole log; -1 when missing from it
+	Label     string   `json:"label"`
+	EventType uint32   `json:"event_type,omitempty"`
+	Expected  Hex      `json:"expected_digest,omitempty"`
+	Actual    Hex      `json:"actual_digest,omitempty"`
+	DependsOn []string `json:"depends_on,omitempty"`
+	Note      string   `json:"note,omitempty"`
+}
+
+// AppInfo is the app identity the attestation carries.
+type AppInfo struct {
+	AppID            Hex                   `json:"app_id,omitempty"`
+	ComposeHash      Hex                   `json:"compose_hash,omitempty"`
+	InstanceID       Hex                   `json:"instance_id,omitempty"`
+	KeyProvider      *eventlog.KeyProvider `json:"key_provider,omitempty"`
+	OSImageHash      Hex                   `json:"os_image_hash,omitempty"`       // vm_config's
+	RTMR3OSImageHash Hex                   `json:"rtmr3_os_image_hash,omitempty"` // RTMR3 event (KMS's view)
+	MRConfigID       Hex                   `json:"mr_config_id,omitempty"`
+}
+
+// Check is one comparison that ran.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// NotChecked is something that could not be checked, and why. Required ones keep Verified
+// false.
+type NotChecked struct {
+	Name     string `json:"name"`
+	Reason   string `json:"reason"`
+	Required bool   `json:"required"`
+}
+
+func (r *Report) check(name string, ok bool, format string, args ...any) {
+	r.Checks = append(r.Checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (r *Report) skip(name string, required bool, format string, args ...any) {
+	r.NotChecked = append(r.NotChecked, NotChecked{Name: name, Reason: fmt.Sprintf(format, args...), Required: required})
+}
+
+// Failed lists the checks that did not pass.
+func (r *Report) Failed() []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if !c.OK {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (r *Report) finish() {
+	r.Verified = len(r.Checks) > 0 && len(r.Failed()) == 0
+	for _, n := range r.NotChecked {
+		if n.Required {
+			r.Verified = false
+		}
+	}
+}
+
+// inputs are the attestation pieces after Options' overrides.
+type inputs struct {
+	quote, eventLog, vmConfig, reportData []byte
+}
+
+func gather(opts *Options) (*inputs, error) {
+	in := &inputs{}
+	if len(opts.Attestation) > 0 {
+		var a struct {
+			Binary     *string          `json:"attestation"`
+			Quote      *string          `json:"quote"`
+			EventLog   *json.RawMessage `json:"event_log"`
+			VMConfig   *json.RawMessage `json:"vm_config"`
+			ReportData *string          `json:"report_data"`
+		}
+		if err := json.Unmarshal(opts.Attestation, &a); err != nil {
+			return nil, fmt.Errorf("attestation: want a GetQuote JSON object: %w", err)
+		}
+		if a.Quote != nil {
+			in.quote = []byte(*a.Quote)
+		} else if a.Binary != nil && opts.Quote == nil {
+			return nil, errors.New("attestation: dstack's binary \"attestation\" encoding is not supported: give the GetQuote response (quote, event_log, vm_config)")
+		}
+		if present(a.EventLog) {
+			in.eventLog = *a.EventLog
+		}
+		if present(a.VMConfig) {
+			in.vmConfig = *a.VMConfig
+		}
+		if a.ReportData != nil && *a.ReportData != "" {
+			b, err := hex.DecodeString(strings.TrimPrefix(*a.ReportData, "0x"))
+			if err != nil {
+				return nil, fmt.Errorf("attestation: report_data: not hex: %w", err)
+			}
+			in.reportData = b
+		}
+	}
+	if opts.Quote != nil {
+		in.quote = opts.Quote
+	}
+	if opts.EventLog != nil {
+		in.eventLog = opts.EventLog
+	}
+	if opts.VMConfig != nil {
+		in.vmConfig = opts.VMConfig
+	}
+	if len(in.quote) == 0 {
+		return nil, errors.New("no quote: give an attestation with a quote, or the quote itself")
+	}
+	return in, nil
+}
+
+// present reports whether a JSON field holds something other than null or "".
+func present(m *json.RawMessage) bool {
+	if m == nil {
+		return false
+	}
+	v := string(bytes.TrimSpace(*m))
+	return v != "null" && v != `""` && v != ""
+}
+
+// Verify runs every check it can and reports the rest as not checked. It returns an error
+// only for input it cannot read (a malformed quote, event log or vm_config).
+func Verify(opts Options) (*Report, error) {
+	in, err := gather(&opts)
+	if err != nil {
+		return nil, err
+	}
+	q, err := quote.ParseAuto(in.quote)
+	if err != nil {
+		return nil, fmt.Errorf("quote: %w", err)
+	}
+	var events []eventlog.Event
+	if len(in.eventLog) > 0 {
+		if events, err = eventlog.Parse(in.eventLog); err != nil {
+			return nil, fmt.Errorf("event log: %w", err)
+		}
+		eventlog.Label(events)
+	}
+	var vm *VMConfig
+	if len(in.vmConfig) > 0 {
+		if vm, err = ParseVMConfig(in.vmConfig); err != nil {
+			return nil, err
+		}
+	}
+
+	r := &Report{Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}}
+	r.Quote = quoteInfo(q)
+	r.skip("quote-signature", false, "%s", quote.SignatureNotVerified)
+	r.App.MRConfigID = Hex(q.Report.MRConfigID)
+	r.Registers["mrtd"] = &Register{Actual: Hex(q.Report.MRTD)}
+	for i := 0; i < 4; i++ {
+		r.Registers[rtmrName(i)] = &Register{Actual: Hex(q.Report.RTMR[i])}
+	}
+
+	checkReportData(r, q, in.reportData)
+	checkEventLog(r, q, events)
+	// RTMR3 is predicted by nothing but its own log: its replay is its expectation.
+	if rt3 := r.Registers["rtmr3"]; rt3.Replayed != nil {
+		rt3.Expected, rt3.Match = rt3.Replayed, rt3.ReplayMatch
+	}
+	sh := newShape(&opts, vm)
+	exp := expected(r, &opts, vm, sh, events)
+	compareExpected(r, exp, events)
+	checkACPI(r, sh, exp, events)
+	checkApp(r, &opts, vm, q)
+	explainReplayFailures(r)
+	if vm != nil && len(vm.Unknown) > 0 {
+		r.skip("vm-config-fields", false, "vm_config fields not interpreted: %s", strings.Join(vm.Unknown, ", "))
+	}
+	r.finish()
+	return r, nil
+}
+
+func rtmrName(i int) string { return fmt.Sprintf("rtmr%d", i) }
+
+func quoteInfo(q *quote.Quote) *QuoteInfo {
+	return &QuoteInfo{
+		Version: q.Header.Version, BodyType: q.BodyType, TEETCBSVN: Hex(q.Report.TEETCBSVN),
+		TDAttributes: Hex(q.Report.TDAttributes), XFAM: Hex(q.Report.XFAM), MRConfigID: Hex(q.Report.MRConfigID),
+		MROwner: Hex(q.Report.MROwner), MROwnerConfig: Hex(q.Report.MROwnerConfig), ReportData: Hex(q.Report.ReportData),
+		SignatureVerified: q.SignatureVerified, SignatureNote: q.SignatureNote,
+	}
+}
+
+func checkReportData(r *Report, q *quote.Quote, rd []byte) {
+	if rd == nil {
+		return
+	}
+	// GetQuote's report_data is the caller's data, zero padded to 64 bytes in the quote.
+	want := make([]byte, 64)
+	copy(want, rd)
+	ok := len(rd) <= 64 && bytes.Equal(want, q.Report.ReportData)
+	r.check("report-data", ok, "attestation report_data %x, quote REPORTDATA %x", rd, []byte(q.Report.ReportData))
+}
+
+func bptr(b bool) *bool { return &b }
+
+func checkEventLog(r *Report, q *quote.Quote, events []eventlog.Event) {
+	if events == nil {
+		r.skip("event-log", true, "no event log: RTMR replay and RTMR3 facts need the GetQuote event_log")
+		return
+	}
+	mrs := eventlog.Replay(events)
+	for i := 0; i < 4; i++ {
+		reg := r.Registers[rtmrName(i)]
+		reg.Replayed = mrs[i]
+		ok := bytes.Equal(mrs[i], q.Report.RTMR[i])
+		reg.ReplayMatch = bptr(ok)
+		r.check(rtmrName(i)+"-replay", ok, "event log replays RTMR%d to %x, quote has %x", i, mrs[i], []byte(q.Report.RTMR[i]))
+	}
+	probs := eventlog.CheckRuntimeDigests(events)
+	if len(probs) == 0 {
+		r.check("rtmr3-event-digests", true, "every runtime event's digest is the SHA-384 of its name and payload")
+	} else {
+		var parts []string
+		for _, p := range probs {
+			parts = append(parts, fmt.Sprintf("event %d %q (RTMR%d): %s (logged %x, computed %x)", p.Index, p.Name, p.IMR, p.Reason, []byte(p.Logged), []byte(p.Computed)))
+		}
+		r.check("rtmr3-event-digests", false, "%s", strings.Join(parts, "; "))
+		// The first tampered runtime event is RTMR3's divergence.
+		p := probs[0]
+		r.Registers["rtmr3"].FirstDivergence = &Divergence{
+			Position: positionInRegister(events, p.Index), LogIndex: p.Index, Label: p.Name, EventType: eventlog.RuntimeEventType,
+			Expected: p.Computed, Actual: p.Logged, DependsOn: []string{"the event's payload"},
+			Note: "expected_digest is recomputed from the logged name and payload",
+		}
+	}
+	facts := eventlog.ExtractRTMR3(events)
+	r.RTMR3 = facts
+	r.check("rtmr3-structure", len(facts.Problems) == 0, "%s", orNone(facts.Problems))
+	r.App.AppID, r.App.ComposeHash, r.App.InstanceID = facts.AppID, facts.ComposeHash, facts.InstanceID
+	r.App.KeyProvider, r.App.RTMR3OSImageHash = facts.KeyProvider, facts.OSImageHash
+}
+
+func orNone(p []string) string {
+	if len(p) == 0 {
+		return "markers in order, no duplicated identity events"
+	}
+	return strings.Join(p, "; ")
+}
+
+func positionInRegister(events []eventlog.Event, logIndex int) int {
+	n := 0
+	imr := events[logIndex].IMR
+	for i := 0; i < logIndex; i++ {
+		if events[i].IMR == imr {
+			n++
+		}
+	}
+	return n
+}
+
+// shape is the machine vm_config describes (after overrides) and the ACPI digests of its
+// tables, each with the reason it is unavailable.
+type shape struct {
+	machine    *mr.Machine
+	machineErr error
+	acpi       map[string][]byte
+	acpiErr    error
+}
+
+func newShape(opts *Options, vm *VMConfig) *shape {
+	s := &shape{}
+	if vm == nil {
+		s.machineErr = errors.New("no vm_config: the VM shape (CPUs, memory, devices, QEMU version) is unknown")
+		s.acpiErr = s.machineErr
+		return s
+	}
+	if s.machine, s.machineErr = machine(opts, vm); s.machineErr != nil {
+		s.acpiErr = s.machineErr
+		return s
+	}
+	build := opts.ACPI
+	if build == nil {
+		build = acpi.Build
+	}
+	blobs, err := build(s.machine.MachineConfig)
+	if err != nil {
+		s.acpiErr = fmt.Errorf("building the ACPI tables of this VM shape: %w", err)
+		return s
+	}
+	s.acpi = map[string][]byte{
+		eventlog.LabelACPILoader: sha384(blobs.Loader),
+		eventlog.LabelACPIRSDP:   sha384(blobs.RSDP),
+		eventlog.LabelACPITables: sha384(blobs.Tables),
+	}
+	return s
+}
+
+// expected predicts MRTD and RTMR0-2, or records why it cannot.
+func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventlog.Event) *Expected {
+	notPredicted := func(reason string) *Expected {
+		for _, n := range []string{"mrtd", "rtmr0", "rtmr1", "rtmr2"} {
+			r.skip(n, true, "%s", reason)
+		}
+		return nil
+	}
+	var doc []byte
+	switch {
+	case opts.Image != nil:
+		r.Mode = "full"
+	case opts.LiteMeasurement != nil:
+		r.Mode, doc = "lite", opts.LiteMeasurement
+	case vm != nil && vm.TDXMeasurement != nil:
+		r.Mode, doc = "lite", vm.TDXMeasurement.Measurement
+	default:
+		return notPredicted("no expected image: give an OS image (full mode) or its measurement.tdx.cbor (lite mode)")
+	}
+	if sh.machineErr != nil {
+		return notPredicted(sh.machineErr.Error())
+	}
+	m := sh.machine
+	if r.Mode == "full" {
+		im, err := mr.Prepare(*opts.Image)
+		if err != nil {
+			return notPredicted(fmt.Sprintf("expected image: %v", err))
+		}
+		im.ACPI = opts.ACPI
+		meas, err := im.Measure(*m)
+		if err != nil {
+			return notPredicted(fmt.Sprintf("computing the expected registers: %v", err))
+		}
+		e, err := fromMeasurement(meas)
+		if err != nil {
+			return notPredicted(err.Error())
+		}
+		return e
+	}
+	lm, err := DecodeLite(doc)
+	if err != nil {
+		r.check("lite-document", false, "%v", err)
+		return notPredicted("the lite measurement document is unusable")
+	}
+	if opts.LiteMeasurement == nil {
+		// The VM supplied the document itself: it counts only when bound to os_image_hash,
+		// and the os_image_hash only when the relying party expects it.
+		err := vm.TDXMeasurement.CheckBinding(vm.OSImageHash)
+		r.check("lite-document-binding", err == nil, "%s", errOr(err, "os_image_hash = SHA-256(sha256sum.txt), which lists SHA-256(measurement.tdx.cbor)"))
+		if opts.Expect.OSImageHash == nil && opts.ImageOSImageHash == nil {
+			r.skip("os-image-identity", true, "the lite document comes from the VM's own vm_config: give the expected os_image_hash (or a measurement.tdx.cbor you trust) to tie it to an image you trust")
+		}
+	}
+	if vm.OVMFVariant != nil && *vm.OVMFVariant != lm.TDVF.OVMF {
+		r.check("ovmf-variant", false, "vm_config.ovmf_variant %q, document %q", *vm.OVMFVariant, lm.TDVF.OVMF)
+	}
+	r.Lite = lm
+	// With tables built for the VM shape, RTMR0 is predicted entirely; otherwise its ACPI
+	// digests come from the log (as upstream's lite verifier does) and the acpi-digests check
+	// stays not checked.
+	acpiDigests, fromLog := sh.acpi, false
+	if acpiDigests == nil {
+		acpiDigests, fromLog = acpiDigestsFromLog(events), true
+	}
+	e, err := LiteExpectedFor(lm, m, acpiDigests)
+	if err != nil {
+		return notPredicted(err.Error())
+	}
+	for i := range e.Events[0] {
+		if e.Events[0][i].EventType == eventlog.EvPlatformConfigFlags {
+			e.Events[0][i].FromLog = fromLog
+		}
+	}
+	return e
+}
+
+func errOr(err error, ok string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return ok
+}
+
+func machine(opts *Options, vm *VMConfig) (*mr.Machine, error) {
+	m, err := vm.Machine()
+	if err != nil {
+		return nil, err
+	}
+	if opts.OverrideMachine != nil {
+		opts.OverrideMachine(m)
+	}
+	return m, nil
+}
+
+func acpiDigestsFromLog(events []eventlog.Event) map[string][]byte {
+	out := map[string][]byte{}
+	for _, e := range events {
+		if e.IMR == 0 && e.EventType == eventlog.EvPlatformConfigFlags && e.Label != "" {
+			if _, dup := out[e.Label]; !dup {
+				out[e.Label] = e.Digest
+			}
+		}
+	}
+	return out
+}
+
+// fromMeasurement converts package mr's result.
+func fromMeasurement(m *mr.Measurement) (*Expected, error) {
+	e := &Expected{Source: "image"}
+	var err error
+	dec := func(s, what string) Hex {
+		if err != nil {
+			return nil
+		}
+		var b []byte
+		if b, err = hex.DecodeString(s); err == nil && len(b) != 48 {
+			err = fmt.Errorf("mr: %s is %d bytes", what, len(b))
+		}
+		return b
+	}
+	e.MRTD = dec(m.MRTD, "mrtd")
+	e.RTMR[0], e.RTMR[1], e.RTMR[2] = dec(m.RTMR0, "rtmr0"), dec(m.RTMR1, "rtmr1"), dec(m.RTMR2, "rtmr2")
+	for _, ev := range m.EventLog {
+		if ev.IMR < 0 || ev.IMR > 2 {
+			return nil, fmt.Errorf("mr: event %q in RTMR%d", ev.Label, ev.IMR)
+		}
+		d := dec(ev.Digest, ev.Label)
+		e.Events[ev.IMR] = append(e.Events[ev.IMR], ExpectedEvent{IMR: ev.IMR, EventType: ev.EventType, Label: ev.Label, Digest: d})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func compareExpected(r *Report, e *Expected, events []eventlog.Event) {
+	if e == nil {
+		return
+	}
+	mrtd := r.Registers["mrtd"]
+	mrtd.Expected = e.MRTD
+	ok := bytes.Equal(e.MRTD, mrtd.Actual)
+	mrtd.Match = bptr(ok)
+	r.check("mrtd", ok, "expected %x, quote %x", []byte(e.MRTD), []byte(mrtd.Actual))
+	if !ok {
+		mrtd.FirstDivergence = &Divergence{LogIndex: -1, Label: "mrtd", Expected: e.MRTD, Actual: mrtd.Actual, DependsOn: DependsOn("mrtd"),
+			Note: "MRTD has no event log: the firmware image or its page-add order differs"}
+	}
+	var logged [3][]eventlog.Event
+	for _, ev := range events {
+		if ev.IMR < 3 {
+			logged[ev.IMR] = append(logged[ev.IMR], ev)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		reg := r.Registers[rtmrName(i)]
+		reg.Expected = e.RTMR[i]
+		ok := bytes.Equal(e.RTMR[i], reg.Actual)
+		reg.Match = bptr(ok)
+		detail := fmt.Sprintf("expected %x, quote %x", []byte(e.RTMR[i]), []byte(reg.Actual))
+		replayOK := reg.ReplayMatch == nil || *reg.ReplayMatch
+		if (!ok || !replayOK) && events != nil {
+			reg.FirstDivergence = firstDivergence(e.Events[i], logged[i])
+			if d := reg.FirstDivergence; d != nil {
+				detail += fmt.Sprintf("; first divergent event: #%d %s (expected %x, logged %x), depends on %s",
+					d.Position, d.Label, []byte(d.Expected), []byte(d.Actual), strings.Join(d.DependsOn, ", "))
+			}
+		}
+		r.check(rtmrName(i), ok, "%s", detail)
+	}
+}
+
+// firstDivergence walks the predicted and logged events of one register side by side.
+func firstDivergence(want []ExpectedEvent, got []eventlog.Event) *Divergence {
+	for i := 0; i < len(want) || i < len(got); i++ {
+		switch {
+		case i >= len(want):
+			g := got[i]
+			return &Divergence{Position: i, LogIndex: g.Index, Label: g.Label, EventType: g.EventType, Actual: g.Digest, DependsOn: DependsOn(g.Label),
+				Note: "the log has an event the image does not predict"}
+		case i >= len(got):
+			w := want[i]
+			return &Divergence{Position: i, LogIndex: -1, Label: w.Label, EventType: w.EventType, Expected: w.Digest, DependsOn: DependsOn(w.Label),
+				Note: "the log lacks an event the image predicts"}
+		case !bytes.Equal(want[i].Digest, got[i].Digest) || want[i].EventType != got[i].EventType:
+			w, g := want[i], got[i]
+			d := &Divergence{Position: i, LogIndex: g.Index, Label: w.Label, EventType: w.EventType, Expected: w.Digest, Actual: g.Digest, DependsOn: DependsOn(w.Label)}
+			if w.EventType != g.EventType {
+				d.Note = fmt.Sprintf("the log has event type 0x%x (%s) where 0x%x is predicted", g.EventType, g.Label, w.EventType)
+			}
+			return d
+		}
+	}
+	return &Divergence{Position: -1, LogIndex: -1, Note: "every logged event matches the prediction, so the log itself does not reproduce the quote's register (or, in lite mode, a digest taken from the log is wrong)"}
+}
+
+// checkACPI compares the logged ACPI digests with the tables built for the VM shape, which a
+// matching register alone would not prove when the prediction took its ACPI digests from the
+// log.
+func checkACPI(r *Report, sh *shape, e *Expected, events []eventlog.Event) {
+	const name = "acpi-digests"
+	if events == nil {
+		r.skip(name, true, "needs the event log")
+		return
+	}
+	want := sh.acpi
+	if e != nil && e.Source == "image" {
+		want = map[string][]byte{}
+		for _, ev := range e.Events[0] {
+			if ev.EventType == eventlog.EvPlatformConfigFlags {
+				want[ev.Label] = ev.Digest
+			}
+		}
+	}
+	if want == nil {
+		if sh.acpiErr != nil && !isNotSupported(sh.acpiErr) && sh.machineErr == nil {
+			r.check(name, false, "%v", sh.acpiErr)
+		} else {
+			r.skip(name, true, "%v", sh.acpiErr)
+		}
+		return
+	}
+	got := acpiDigestsFromLog(events)
+	var bad []string
+	for _, l := range []string{eventlog.LabelACPILoader, eventlog.LabelACPIRSDP, eventlog.LabelACPITables} {
+		w, g := want[l], got[l]
+		if w == nil || g == nil || !bytes.Equal(w, g) {
+			bad = append(bad, fmt.Sprintf("%s: expected %x, logged %x", l, w, g))
+		}
+	}
+	if len(bad) > 0 {
+		r.check(name, false, "%s; depends on %s", strings.Join(bad, "; "), strings.Join(DependsOn(eventlog.LabelACPITables), ", "))
+		return
+	}
+	r.check(name, true, "acpi-loader, acpi-rsdp and acpi-tables match the tables of the VM shape")
+}
+
+// explainReplayFailures gives every register whose log does not replay, and whose divergent
+// event nothing could name, a note saying why it cannot be named.
+func explainReplayFailures(r *Report) {
+	for i := 0; i < 4; i++ {
+		reg := r.Registers[rtmrName(i)]
+		if reg.ReplayMatch == nil || *reg.ReplayMatch || reg.FirstDivergence != nil {
+			continue
+		}
+		note := "the logged events do not reproduce the quote's register and no expected events were computed to say which one departs"
+		if i == 3 {
+			note = "the runtime events do not reproduce RTMR3: one was altered, added, removed or reordered, and the log carries no digests to tell which"
+		}
+		reg.FirstDivergence = &Divergence{Position: -1, LogIndex: -1, Note: note}
+	}
+}
+
+func isNotSupported(err error) bool {
+	return errors.Is(err, ErrNotSupported) || errors.Is(err, acpi.ErrNotSupported) || errors.Is(err, mr.ErrNotSupported)
+}
+
+func checkApp(r *Report, opts *Options, vm *VMConfig, q *quote.Quote) {
+	if vm != nil {
+		r.App.OSImageHash = vm.OSImageHash
+		if opts.ImageOSImageHash != nil {
+			r.check("os-image-hash-image", bytes.Equal(vm.OSImageHash, opts.ImageOSImageHash),
+				"vm_config os_image_hash %x, expected image's %x", []byte(vm.OSImageHash), opts.ImageOSImageHash)
+		}
+	}
+	x := opts.Expect
+	expect := func(name string, want, got []byte) {
+		if want != nil {
+			r.check("expect-"+name, bytes.Equal(want, got), "expected %x, attested %x", want, got)
+		}
+	}
+	expect("compose-hash", x.ComposeHash, r.App.ComposeHash)
+	expect("app-id", x.AppID, r.App.AppID)
+	expect("instance-id", x.InstanceID, r.App.InstanceID)
+	if x.OSImageHash != nil {
+		if vm == nil {
+			r.check("expect-os-image-hash", false, "no vm_config carries an os_image_hash")
+		} else {
+			expect("os-image-hash", x.OSImageHash, vm.OSImageHash)
+		}
+	}
+	if x.KeyProviderName != "" || x.KeyProviderID != "" {
+		kp := r.App.KeyProvider
+		ok := kp != nil && (x.KeyProviderName == "" || kp.Name == x.KeyProviderName) &&
+			(x.KeyProviderID == "" || strings.EqualFold(kp.ID, x.KeyProviderID))
+		r.check("expect-key-provider", ok, "expected name %q id %q, attested %+v", x.KeyProviderName, x.KeyProviderID, kp)
+	}
+	checkMRConfigID(r, q)
+}
+
+// checkMRConfigID checks a v1 MRCONFIGID (0x01 || compose hash) against RTMR3's compose hash.
+// dstack's v2 form is a Keccak-256 this package does not compute.
+func checkMRConfigID(r *Report, q *quote.Quote) {
+	id := q.Report.MRConfigID
+	switch {
+	case bytes.Equal(id, make([]byte, len(id))):
+	case id[0] == 1:
+		want := make([]byte, 47)
+		copy(want, r.App.ComposeHash)
+		r.check("mr-config-id", r.App.ComposeHash != nil && bytes.Equal(id[1:], want), "MRCONFIGID %x, compose-hash %x", []byte(id), []byte(r.App.ComposeHash))
+	default:
+		r.skip("mr-config-id", false, "MRCONFIGID version %d (%x) is not checked", id[0], []byte(id))
+	}
+}
