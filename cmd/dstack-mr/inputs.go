@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/dstack-mr/dstack-mr/images"
 	"github.com/dstack-mr/dstack-mr/mr"
 )
 
@@ -22,6 +23,8 @@ func imageFlags() []cli.Flag {
 		&cli.StringFlag{Name: "kernel", Category: imageCategory, Usage: "Linux bzImage (raw mode)"},
 		&cli.StringFlag{Name: "initrd", Category: imageCategory, Usage: "initramfs (raw mode; omit for no initrd)"},
 		&cli.StringFlag{Name: "cmdline", Category: imageCategory, Usage: "kernel command line as given to QEMU -append (raw mode)"},
+		&cli.BoolFlag{Name: "no-verify-checksums", Category: imageCategory, Usage: "do not fail when files differ from sha256sum.txt or digest.txt (DANGEROUS)"},
+		&cli.StringFlag{Name: "extract", Category: imageCategory, Usage: "also extract a release tarball into this new or empty directory"},
 	}
 }
 
@@ -112,6 +115,54 @@ func hashFile(path string) (*mr.InitrdDigest, *fileJSON, error) {
 	return d, &fileJSON{Path: path, Size: uint64(n), SHA256: hex.EncodeToString(h256.Sum(nil)), SHA384: hex.EncodeToString(d.SHA384)}, nil
 }
 
+// imageOptions are the images.Options the image-reading flags ask for.
+func imageOptions(c *cli.Context, log *logrus.Logger) images.Options {
+	opts := images.Options{VerifyChecksums: !c.Bool("no-verify-checksums"), ExtractDir: c.String("extract")}
+	if isTerminal(os.Stderr) && log.IsLevelEnabled(logrus.WarnLevel) {
+		opts.Progress = os.Stderr
+	}
+	return opts
+}
+
+// openImage opens IMAGE with package images, warning loudly when checksums are not verified.
+func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, error) {
+	opts := imageOptions(c, log)
+	if !opts.VerifyChecksums {
+		log.Warn("--no-verify-checksums: files are NOT checked against sha256sum.txt; the result may describe a tampered image")
+	}
+	img, err := images.Open(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.VerifyChecksums && img.Checksums.Status != "" {
+		log.Warnf("checksum status: %s", img.Checksums.Status)
+	}
+	return img, nil
+}
+
 func loadImageArg(c *cli.Context, path string, log *logrus.Logger) (*loadedImage, error) {
-	return nil, fmt.Errorf("%s: image input: not supported yet", path)
+	img, err := openImage(c, path, log)
+	if err != nil {
+		return nil, err
+	}
+	return fromImage(img), nil
+}
+
+func fromImage(img *images.Image) *loadedImage {
+	li := &loadedImage{
+		inputs:      mr.Inputs{Firmware: img.Firmware, Kernel: img.Kernel, Cmdline: img.Cmdline},
+		osImageHash: img.OSImageHash,
+		describe: inputsJSON{
+			Source:   img.Source,
+			Firmware: describeBytes(img.Metadata.Bios, img.Firmware),
+			Kernel:   describeBytes(img.Metadata.Kernel, img.Kernel),
+			Cmdline:  img.Cmdline,
+		},
+	}
+	if img.Initrd != nil {
+		li.inputs.Initrd = &mr.InitrdDigest{Size: img.Initrd.Size, SHA384: img.Initrd.SHA384}
+		li.describe.Initrd = &fileJSON{Path: img.Metadata.Initrd, Size: img.Initrd.Size,
+			SHA256: hex.EncodeToString(img.Initrd.SHA256), SHA384: hex.EncodeToString(img.Initrd.SHA384)}
+	}
+	return li
 }

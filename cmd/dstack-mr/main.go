@@ -33,7 +33,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := newLogger()
 	log.SetOutput(stderr)
 	app := newApp(log, stdout, stderr)
-	if err := app.Run(args); err != nil {
+	if err := app.Run(interspersed(app, args)); err != nil {
 		log.Error(err)
 		var ee *exitError
 		if errors.As(err, &ee) {
@@ -69,6 +69,8 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 			measureCommand(log),
 			acpiCommand(log),
 			firmwareCommand(log),
+			imageCommand(log),
+			verifyCommand(log),
 		},
 	}
 }

@@ -1,0 +1,9 @@
+package main
+
+import "os"
+
+// isTerminal reports whether f is a character device (a terminal), without cgo or x/term.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

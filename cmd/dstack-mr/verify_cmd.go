@@ -1,0 +1,237 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/mr"
+	"github.com/dstack-mr/dstack-mr/verify"
+)
+
+// exitNotVerified is verify's exit code when the attestation was read but does not verify.
+const exitNotVerified = 3
+
+func verifyCommand(log *logrus.Logger) *cli.Command {
+	const cat = "Attestation"
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check a dstack attestation (TDX quote + event log + VM config) against an expected image",
+		ArgsUsage: "[IMAGE]",
+		Description: "Replays every RTMR from the event log and compares it with the quote, recomputes\n" +
+			"MRTD and RTMR0-2 for the expected image and the VM shape (from vm_config, overridden by\n" +
+			"any VM shape flag given), checks the ACPI digests, and reports the RTMR3 app facts.\n\n" +
+			"IMAGE (metadata.json, image directory or release tarball) selects full mode;\n" +
+			"--measurement (measurement.tdx.cbor) selects lite mode; without either, the VM's own\n" +
+			"vm_config.tdx_measurement is used and must be bound with --os-image-hash.\n" +
+			"The quote's signature and collateral are NOT verified here (reported as not checked).\n\n" +
+			"Exit status: 0 verified, 3 read but not verified, 1 unreadable input or usage error.",
+		Flags: append(append([]cli.Flag{
+			&cli.StringFlag{Name: "attestation", Category: cat, Usage: "GetQuote response JSON (quote, event_log, vm_config, report_data)"},
+			&cli.StringFlag{Name: "quote", Category: cat, Usage: "TDX quote file, binary or hex"},
+			&cli.StringFlag{Name: "event-log", Category: cat, Usage: "event log JSON"},
+			&cli.StringFlag{Name: "vm-config", Category: cat, Usage: "vm_config JSON"},
+			&cli.StringFlag{Name: "measurement", Category: cat, Usage: "measurement.tdx.cbor of the expected image (lite mode)"},
+			&cli.StringFlag{Name: "compose-hash", Category: cat, Usage: "required compose hash (hex)"},
+			&cli.StringFlag{Name: "app-id", Category: cat, Usage: "required app id (hex)"},
+			&cli.StringFlag{Name: "instance-id", Category: cat, Usage: "required instance id (hex)"},
+			&cli.StringFlag{Name: "os-image-hash", Category: cat, Usage: "required os_image_hash (hex)"},
+			&cli.StringFlag{Name: "key-provider", Category: cat, Usage: "required key provider name (e.g. kms, local-sgx)"},
+			&cli.StringFlag{Name: "key-provider-id", Category: cat, Usage: "required key provider id (hex)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+		}, imageFlags()[4:]...), machineFlags()...),
+		Action: func(c *cli.Context) error {
+			opts, err := verifyOptions(c, log)
+			if err != nil {
+				return err
+			}
+			rep, err := verify.Verify(*opts)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if err := printJSON(c.App.Writer, rep); err != nil {
+					return err
+				}
+			} else {
+				printVerifyReport(c.App.Writer, rep)
+			}
+			if !rep.Verified {
+				return &exitError{code: exitNotVerified, err: fmt.Errorf("attestation NOT verified")}
+			}
+			return nil
+		},
+	}
+}
+
+func readFlagFile(c *cli.Context, name string) ([]byte, error) {
+	p := c.String(name)
+	if p == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", name, err)
+	}
+	return b, nil
+}
+
+func hexFlag(c *cli.Context, name string) ([]byte, error) {
+	s := strings.TrimPrefix(strings.TrimSpace(c.String(name)), "0x")
+	if s == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: not hex: %w", name, err)
+	}
+	return b, nil
+}
+
+func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) {
+	var opts verify.Options
+	var err error
+	for name, dst := range map[string]*[]byte{"attestation": &opts.Attestation, "quote": &opts.Quote,
+		"event-log": &opts.EventLog, "vm-config": &opts.VMConfig, "measurement": &opts.LiteMeasurement} {
+		if *dst, err = readFlagFile(c, name); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Attestation == nil && (opts.Quote == nil || opts.EventLog == nil) {
+		return nil, fmt.Errorf("give --attestation, or --quote and --event-log (and --vm-config)")
+	}
+	for name, dst := range map[string]*[]byte{"compose-hash": &opts.Expect.ComposeHash, "app-id": &opts.Expect.AppID,
+		"instance-id": &opts.Expect.InstanceID, "os-image-hash": &opts.Expect.OSImageHash} {
+		if *dst, err = hexFlag(c, name); err != nil {
+			return nil, err
+		}
+	}
+	opts.Expect.KeyProviderName = c.String("key-provider")
+	opts.Expect.KeyProviderID = strings.TrimPrefix(c.String("key-provider-id"), "0x")
+	switch {
+	case c.NArg() > 1:
+		return nil, fmt.Errorf("verify takes at most one IMAGE")
+	case c.NArg() == 1 && opts.LiteMeasurement != nil:
+		return nil, fmt.Errorf("give IMAGE (full mode) or --measurement (lite mode), not both")
+	case c.NArg() == 1:
+		img, err := openImage(c, c.Args().First(), log)
+		if err != nil {
+			return nil, err
+		}
+		if err := opts.UseImage(img); err != nil {
+			return nil, err
+		}
+	}
+	override, err := machineOverride(c)
+	if err != nil {
+		return nil, err
+	}
+	opts.OverrideMachine = override
+	return &opts, nil
+}
+
+// machineOverride applies the VM shape flags the user actually gave on top of vm_config.
+func machineOverride(c *cli.Context) (func(*mr.Machine), error) {
+	var setters []func(*mr.Machine)
+	if c.IsSet("cpu") {
+		n, err := strconv.Atoi(c.String("cpu"))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--cpu %q: verify takes one positive whole number", c.String("cpu"))
+		}
+		setters = append(setters, func(m *mr.Machine) { m.CPUs = n })
+	}
+	if c.IsSet("memory") {
+		v, err := parseSize(c.String("memory"))
+		if err != nil || v == 0 {
+			return nil, fmt.Errorf("--memory %q: verify takes one non-zero size", c.String("memory"))
+		}
+		setters = append(setters, func(m *mr.Machine) { m.MemoryBytes = v })
+	}
+	base, err := baseMachine(c)
+	if err != nil {
+		return nil, err
+	}
+	b := base.Config
+	set := func(name string, f func(m *mr.Machine)) {
+		if c.IsSet(name) {
+			setters = append(setters, f)
+		}
+	}
+	set("qemu-version", func(m *mr.Machine) { m.QEMUVersion = b.QEMUVersion })
+	set("pic", func(m *mr.Machine) { m.PIC = b.PIC })
+	set("smm", func(m *mr.Machine) { m.SMM = b.SMM })
+	set("num-nics", func(m *mr.Machine) { m.NumNICs = b.NumNICs })
+	set("num-verity-volumes", func(m *mr.Machine) { m.NumVerityVolumes = b.NumVerityVolumes })
+	set("num-gpus", func(m *mr.Machine) { m.NumGPUs = b.NumGPUs })
+	set("num-nvswitches", func(m *mr.Machine) { m.NumNVSwitches = b.NumNVSwitches })
+	set("hotplug-off", func(m *mr.Machine) { m.HotplugOff = b.HotplugOff })
+	set("root-verity", func(m *mr.Machine) { m.RootVerity = b.RootVerity })
+	set("pci-hole64-size", func(m *mr.Machine) { m.PCIHole64Size, m.PCIHole64SizeSet = b.PCIHole64Size, true })
+	set("hugepages", func(m *mr.Machine) { m.Hugepages = b.Hugepages })
+	set("host-share-mode", func(m *mr.Machine) { m.HostShareMode = b.HostShareMode })
+	set("two-pass-add-pages", func(m *mr.Machine) { m.TwoPassAddPages = base.TwoPass })
+	set("no-kernel-patch", func(m *mr.Machine) { m.NoKernelPatch = base.NoKernelPatch })
+	if len(setters) == 0 {
+		return nil, nil
+	}
+	return func(m *mr.Machine) {
+		for _, s := range setters {
+			s(m)
+		}
+	}, nil
+}
+
+func printVerifyReport(w io.Writer, r *verify.Report) {
+	verdict := "NOT VERIFIED"
+	if r.Verified {
+		verdict = "VERIFIED"
+	}
+	fmt.Fprintf(w, "%s (mode: %s)\n", verdict, r.Mode)
+	names := make([]string, 0, len(r.Registers))
+	for n := range r.Registers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		reg := r.Registers[n]
+		status := "not predicted"
+		if reg.Match != nil {
+			status = map[bool]string{true: "match", false: "MISMATCH"}[*reg.Match]
+		}
+		if reg.ReplayMatch != nil && !*reg.ReplayMatch {
+			status += ", event log does NOT replay to the quote"
+		}
+		fmt.Fprintf(w, "  %-6s %s\n", n, status)
+		if d := reg.FirstDivergence; d != nil {
+			fmt.Fprintf(w, "         first divergent event #%d %s: expected %s, log %s", d.Position, d.Label, d.Expected, d.Actual)
+			if len(d.DependsOn) > 0 {
+				fmt.Fprintf(w, " (depends on %s)", strings.Join(d.DependsOn, ", "))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for _, ch := range r.Checks {
+		mark := "ok  "
+		if !ch.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  [%s] %s %s\n", mark, ch.Name, ch.Detail)
+	}
+	for _, nc := range r.NotChecked {
+		req := ""
+		if nc.Required {
+			req = " (required)"
+		}
+		fmt.Fprintf(w, "  [ -- ] %s%s: %s\n", nc.Name, req, nc.Reason)
+	}
+}
+
+var _ = acpi.ErrNotSupported
