@@ -12,5 +12,11 @@
 // Tarballs are read in one streaming pass: every member is hashed as it passes; only
 // the small members the measurement needs are kept in memory, the root filesystem is
 // hashed and discarded. Every path is checked to stay inside the image, and every size
-// is bounded (see Options).
+// is bounded (see Options). Release tarballs are flat: a member in a nested folder, a
+// second top-level folder, a link, a device, a duplicate name or a path leaving the
+// archive is an error naming the member.
+//
+// Open returns the same Image (bytes, digests, command line, os_image_hash, checksum
+// report) whether a release is given as tarball, directory or metadata.json; only
+// Image.Files differs, since in a directory the unlisted root filesystem is not read.
 package images

@@ -105,7 +105,7 @@ type tarEntry struct {
 
 func entriesFor(files map[string][]byte, order []string, prefix string) []tarEntry {
 	var out []tarEntry
-	if strings.HasSuffix(prefix, "/") && prefix != "./" {
+	if strings.HasSuffix(prefix, "/") { // GNU tar writes the folder (or "./") first
 		out = append(out, tarEntry{name: prefix, typ: tar.TypeDir})
 	}
 	seen := map[string]bool{}
