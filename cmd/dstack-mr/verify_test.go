@@ -1,0 +1,54 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// The attestation fixtures are real GetQuote responses from dstack CVMs (testdata/verify).
+const attestation = "../../testdata/verify/quote-report.json"
+
+func TestVerifyExitCodes(t *testing.T) {
+	// No expected image: the log replays, but MRTD/RTMR0-2 stay unpredicted, so not verified.
+	code, stdout, stderr := runCLI("verify", "--attestation", attestation, "--json")
+	if code != exitNotVerified {
+		t.Fatalf("exit %d, want %d; stderr %s", code, exitNotVerified, stderr)
+	}
+	var rep struct {
+		Verified   bool `json:"verified"`
+		NotChecked []struct {
+			Name     string `json:"name"`
+			Required bool   `json:"required"`
+		} `json:"not_checked"`
+		Checks []struct {
+			Name string `json:"name"`
+			OK   bool   `json:"ok"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Verified {
+		t.Fatal("verified without an expected image")
+	}
+	for _, ch := range rep.Checks {
+		if !ch.OK {
+			t.Errorf("genuine attestation failed check %s", ch.Name)
+		}
+	}
+	// Tampered expectations fail with the same exit code.
+	code, _, _ = runCLI("verify", "--attestation", attestation, "--compose-hash", strings.Repeat("00", 32))
+	if code != exitNotVerified {
+		t.Errorf("wrong compose hash: exit %d, want %d", code, exitNotVerified)
+	}
+	// Unreadable input is a usage error, with nothing on stdout.
+	code, stdout, _ = runCLI("verify", "--attestation", "does-not-exist.json")
+	if code != 1 || stdout != "" {
+		t.Errorf("missing file: exit %d stdout %q", code, stdout)
+	}
+	code, _, _ = runCLI("verify")
+	if code != 1 {
+		t.Errorf("no input: exit %d", code)
+	}
+}
