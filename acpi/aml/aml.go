@@ -39,54 +39,52 @@ func (t *Term) appendBytes(b ...byte) *Term { t.buf = append(t.buf, b...); retur
 // Append adds children to t in order, framing each as QEMU's aml_append does, and returns t.
 func (t *Term) Append(children ...*Term) *Term {
 	for _, c := range children {
-		if c == nil {
-			continue
+		if c != nil {
+			t.buf = c.appendFramed(t.buf)
 		}
-		t.buf = append(t.buf, c.framed()...)
 	}
 	return t
 }
 
 // Bytes returns t framed, as it would appear inside its parent.
-func (t *Term) Bytes() []byte { return t.framed() }
+func (t *Term) Bytes() []byte { return t.appendFramed(nil) }
 
 // Payload returns t's contents without its own framing (QEMU's Aml->buf). Table builders
 // use it for the root definition block, whose bytes follow the table header directly.
 func (t *Term) Payload() []byte { return t.buf }
 
-func (t *Term) framed() []byte {
+// appendFramed appends t, framed, to dst. Writing straight into the parent's buffer keeps a
+// large DSDT (thousands of CPU objects) from allocating a temporary slice per term.
+func (t *Term) appendFramed(dst []byte) []byte {
 	switch t.frame {
 	case frameNone:
-		return t.buf
+		return append(dst, t.buf...)
 	case frameOpcode:
-		return append([]byte{t.op}, t.buf...)
+		return append(append(dst, t.op), t.buf...)
 	case framePackage:
-		return wrapPackage(t.op, t.buf)
+		dst = appendPkgLength(append(dst, t.op), len(t.buf), true)
+		return append(dst, t.buf...)
 	case frameExtPackage:
-		return append([]byte{0x5B}, wrapPackage(t.op, t.buf)...)
-	case frameResTemplate:
-		body := append(append([]byte(nil), t.buf...), 0x79, 0) // EndTag, checksum 0 = "valid"
-		return wrapBuffer(t.op, body)
-	case frameBuffer:
-		return wrapBuffer(t.op, t.buf)
+		dst = appendPkgLength(append(dst, 0x5B, t.op), len(t.buf), true)
+		return append(dst, t.buf...)
+	case frameBuffer, frameResTemplate:
+		var tail []byte
+		if t.frame == frameResTemplate {
+			tail = []byte{0x79, 0} // EndTag, checksum 0 = "valid"
+		}
+		size := encodeInt(uint64(len(t.buf) + len(tail)))
+		dst = appendPkgLength(append(dst, t.op), len(size)+len(t.buf)+len(tail), true)
+		dst = append(append(dst, size...), t.buf...)
+		return append(dst, tail...)
 	}
 	panic("aml: unknown framing")
 }
 
-func wrapPackage(op byte, body []byte) []byte {
-	out := []byte{op}
-	out = append(out, PkgLength(len(body), true)...)
-	return append(out, body...)
-}
-
-func wrapBuffer(op byte, body []byte) []byte {
-	withSize := append(encodeInt(uint64(len(body))), body...)
-	return wrapPackage(op, withSize)
-}
-
 // PkgLength encodes an AML PkgLength for a body of n bytes. inclSelf adds the encoding's own
 // size, as terms with explicit length require; NamedField lengths do not.
-func PkgLength(n int, inclSelf bool) []byte {
+func PkgLength(n int, inclSelf bool) []byte { return appendPkgLength(nil, n, inclSelf) }
+
+func appendPkgLength(dst []byte, n int, inclSelf bool) []byte {
 	var size int
 	switch {
 	case n+1 < 1<<6:
@@ -102,33 +100,42 @@ func PkgLength(n int, inclSelf bool) []byte {
 		n += size
 	}
 	if size == 1 {
-		return []byte{byte(n)}
+		return append(dst, byte(n))
 	}
-	out := make([]byte, size)
-	out[0] = byte((size-1)<<6) | byte(n&0x0F)
+	dst = append(dst, byte((size-1)<<6)|byte(n&0x0F))
 	n >>= 4
 	for i := 1; i < size; i++ {
-		out[i] = byte(n)
+		dst = append(dst, byte(n))
 		n >>= 8
 	}
-	return out
+	return dst
 }
 
-func encodeInt(v uint64) []byte {
+func encodeInt(v uint64) []byte { return appendInt(nil, v) }
+
+func appendInt(dst []byte, v uint64) []byte {
 	switch {
 	case v == 0:
-		return []byte{0x00} // ZeroOp
+		return append(dst, 0x00) // ZeroOp
 	case v == 1:
-		return []byte{0x01} // OneOp
+		return append(dst, 0x01) // OneOp
 	case v <= 0xFF:
-		return []byte{0x0A, byte(v)}
+		return append(dst, 0x0A, byte(v))
 	case v <= 0xFFFF:
-		return append([]byte{0x0B}, le(v, 2)...)
+		return appendLE(append(dst, 0x0B), v, 2)
 	case v <= 0xFFFFFFFF:
-		return append([]byte{0x0C}, le(v, 4)...)
+		return appendLE(append(dst, 0x0C), v, 4)
 	default:
-		return append([]byte{0x0E}, le(v, 8)...)
+		return appendLE(append(dst, 0x0E), v, 8)
 	}
+}
+
+func appendLE(dst []byte, v uint64, n int) []byte {
+	for i := 0; i < n; i++ {
+		dst = append(dst, byte(v))
+		v >>= 8
+	}
+	return dst
 }
 
 func le(v uint64, n int) []byte {
@@ -143,46 +150,59 @@ func le(v uint64, n int) []byte {
 // NameString encodes an ASL name path ("\\_SB.PCI0", "^BSEL", "S00", "") as QEMU does: root
 // and parent prefixes first, then one segment, a DualNamePrefix pair or a MultiNamePrefix run;
 // segments shorter than four characters are padded with '_'.
-func NameString(path string) []byte {
-	var out []byte
+func NameString(path string) []byte { return appendNameString(nil, path) }
+
+func appendNameString(dst []byte, path string) []byte {
 	i := 0
 	for i < len(path) && (path[i] == '\\' || path[i] == '^') {
-		out = append(out, path[i])
+		dst = append(dst, path[i])
 		i++
 	}
 	rest := path[i:]
-	segs := strings.Split(rest, ".")
+	if rest == "" {
+		return append(dst, 0x00) // NullName
+	}
+	segs := strings.Count(rest, ".") + 1
 	switch {
-	case len(segs) == 1 && segs[0] == "":
-		return append(out, 0x00) // NullName
-	case len(segs) == 1:
-		return append(out, nameSeg(segs[0])...)
-	case len(segs) == 2:
-		out = append(out, 0x2E)
+	case segs == 1:
+	case segs == 2:
+		dst = append(dst, 0x2E)
+	case segs <= 255:
+		dst = append(dst, 0x2F, byte(segs))
 	default:
-		if len(segs) > 255 {
-			panic(fmt.Sprintf("aml: name %q has too many segments", path))
+		panic(fmt.Sprintf("aml: name %q has too many segments", path))
+	}
+	for {
+		seg := rest
+		dot := strings.IndexByte(rest, '.')
+		if dot >= 0 {
+			seg, rest = rest[:dot], rest[dot+1:]
 		}
-		out = append(out, 0x2F, byte(len(segs)))
+		dst = appendNameSeg(dst, seg)
+		if dot < 0 {
+			return dst
+		}
 	}
-	for _, s := range segs {
-		out = append(out, nameSeg(s)...)
-	}
-	return out
 }
 
-func nameSeg(s string) []byte {
+func nameSeg(s string) []byte { return appendNameSeg(nil, s) }
+
+func appendNameSeg(dst []byte, s string) []byte {
 	if len(s) > 4 || len(s) == 0 {
 		panic(fmt.Sprintf("aml: bad name segment %q", s))
 	}
-	return []byte(s + "____"[:4-len(s)])
+	dst = append(dst, s...)
+	for i := len(s); i < 4; i++ {
+		dst = append(dst, '_')
+	}
+	return dst
 }
 
 // Name is a reference to a named object (QEMU aml_name).
 func Name(format string, a ...any) *Term { return raw(NameString(fmt.Sprintf(format, a...))...) }
 
 // Int is an integer constant with QEMU's choice of Zero/One/Byte/Word/DWord/QWord encoding.
-func Int(v uint64) *Term { return raw(encodeInt(v)...) }
+func Int(v uint64) *Term { return &Term{frame: frameNone, buf: appendInt(nil, v)} }
 
 // String is a NUL-terminated ASCII string constant.
 func String(format string, a ...any) *Term {
