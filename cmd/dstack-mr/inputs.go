@@ -33,6 +33,46 @@ type loadedImage struct {
 	inputs      mr.Inputs
 	describe    inputsJSON
 	osImageHash string
+	// pendingInitrd, when set, delivers the initrd digest being computed in the background
+	// (raw mode), so that hashing a large initrd overlaps with parsing the firmware.
+	pendingInitrd chan initrdResult
+}
+
+type initrdResult struct {
+	digest *mr.InitrdDigest
+	file   *fileJSON
+	err    error
+}
+
+// prepare parses the firmware while the initrd, if still being hashed, finishes.
+func (li *loadedImage) prepare() (*mr.Image, error) {
+	type parsed struct {
+		fw  *mr.Firmware
+		err error
+	}
+	fwc := make(chan parsed, 1)
+	go func() {
+		fw, err := mr.ParseFirmware(li.inputs.Firmware)
+		fwc <- parsed{fw, err}
+	}()
+	kernel, kerr := mr.PrepareKernel(li.inputs.Kernel)
+	if li.pendingInitrd != nil {
+		r := <-li.pendingInitrd
+		li.pendingInitrd = nil
+		if r.err != nil {
+			<-fwc
+			return nil, fmt.Errorf("--initrd: %w", r.err)
+		}
+		li.inputs.Initrd, li.describe.Initrd = r.digest, r.file
+	}
+	fw := <-fwc
+	if fw.err != nil {
+		return nil, fw.err
+	}
+	if kerr != nil {
+		return nil, kerr
+	}
+	return &mr.Image{Firmware: fw.fw, Kernel: kernel, Cmdline: li.inputs.Cmdline, Initrd: li.inputs.Initrd}, nil
 }
 
 type fileJSON struct {
@@ -89,23 +129,22 @@ func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, erro
 			Kernel: describeBytes(kernelPath, kernel), Cmdline: cmdline},
 	}
 	if initrdPath != "" {
-		d, fj, err := hashFile(initrdPath)
+		f, err := os.Open(initrdPath)
 		if err != nil {
 			return nil, fmt.Errorf("--initrd: %w", err)
 		}
-		img.inputs.Initrd = d
-		img.describe.Initrd = fj
+		img.pendingInitrd = make(chan initrdResult, 1)
+		go func() {
+			defer f.Close()
+			d, fj, err := hashReader(initrdPath, f)
+			img.pendingInitrd <- initrdResult{d, fj, err}
+		}()
 	}
 	return img, nil
 }
 
-// hashFile streams a file once through SHA-256 and SHA-384.
-func hashFile(path string) (*mr.InitrdDigest, *fileJSON, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
+// hashReader streams a file once through SHA-256 and SHA-384.
+func hashReader(path string, f io.Reader) (*mr.InitrdDigest, *fileJSON, error) {
 	h256, h384 := sha256.New(), sha512.New384()
 	n, err := io.Copy(io.MultiWriter(h256, h384), f)
 	if err != nil {

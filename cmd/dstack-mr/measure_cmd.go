@@ -111,7 +111,7 @@ func describeMachine(m *mr.Machine) machineJSON {
 // measureShapes prepares the image once and measures every shape, in parallel, keeping the
 // order of the shapes. The first error wins; nothing is printed on error.
 func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, error) {
-	prepared, err := mr.Prepare(img.inputs)
+	prepared, err := img.prepare()
 	if err != nil {
 		return nil, err
 	}
