@@ -53,6 +53,9 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 	fwc := make(chan parsed, 1)
 	go func() {
 		fw, err := mr.ParseFirmware(li.inputs.Firmware)
+		if err == nil {
+			err = fw.DeriveEvents()
+		}
 		fwc <- parsed{fw, err}
 	}()
 	kernel, kerr := mr.PrepareKernel(li.inputs.Kernel)
