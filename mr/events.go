@@ -6,44 +6,45 @@ import (
 	"encoding/hex"
 	"unicode/utf16"
 
+	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
-// TCG event types (TCG PC Client Platform Firmware Profile, "Event Types"; EDK2
-// MdePkg/Include/IndustryStandard/UefiTcgPlatform.h).
+// TCG event types and event labels: one definition, in package eventlog, shared by the
+// computed log here and the logs that verify reads.
 const (
-	EvSeparator                  uint32 = 0x00000004
-	EvEventTag                   uint32 = 0x00000006
-	EvPlatformConfigFlags        uint32 = 0x0000000a
-	EvEFIVariableDriverConfig    uint32 = 0x80000001
-	EvEFIVariableBoot            uint32 = 0x80000002
-	EvEFIBootServicesApplication uint32 = 0x80000003
-	EvEFIAction                  uint32 = 0x80000007
-	EvEFIPlatformFirmwareBlob2   uint32 = 0x8000000a
-	EvEFIHandoffTables2          uint32 = 0x8000000b
+	EvSeparator                  uint32 = eventlog.EvSeparator
+	EvEventTag                   uint32 = eventlog.EvEventTag
+	EvPlatformConfigFlags        uint32 = eventlog.EvPlatformConfigFlags
+	EvEFIVariableDriverConfig    uint32 = eventlog.EvEFIVariableDriverConfig
+	EvEFIVariableBoot            uint32 = eventlog.EvEFIVariableBoot
+	EvEFIBootServicesApplication uint32 = eventlog.EvEFIBootServicesApp
+	EvEFIAction                  uint32 = eventlog.EvEFIAction
+	EvEFIPlatformFirmwareBlob2   uint32 = eventlog.EvEFIPlatformFirmwareBlob2
+	EvEFIHandoffTables2          uint32 = eventlog.EvEFIHandoffTables2
 )
 
 // Event labels, stable for JSON consumers.
 const (
-	LabelTDHOB        = "td-hob"
-	LabelCFV          = "cfv"
-	LabelSecureBoot   = "secure-boot"
-	LabelPK           = "pk"
-	LabelKEK          = "kek"
-	LabelDB           = "db"
-	LabelDBX          = "dbx"
-	LabelSeparator    = "separator"
-	LabelACPILoader   = "acpi-loader"
-	LabelACPIRSDP     = "acpi-rsdp"
-	LabelACPITables   = "acpi-tables"
-	LabelBootOrder    = "boot-order"
-	LabelBoot0000     = "boot0000"
-	LabelKernel       = "kernel"
-	LabelCallingEFI   = "efi-action-calling-efi-application"
-	LabelExitBS       = "efi-action-exit-boot-services"
-	LabelExitBSReturn = "efi-action-exit-boot-services-returned"
-	LabelCmdline      = "cmdline"
-	LabelInitrd       = "initrd"
+	LabelTDHOB        = eventlog.LabelTDHob
+	LabelCFV          = eventlog.LabelCFV
+	LabelSecureBoot   = eventlog.LabelSecureBoot
+	LabelPK           = eventlog.LabelPK
+	LabelKEK          = eventlog.LabelKEK
+	LabelDB           = eventlog.LabelDB
+	LabelDBX          = eventlog.LabelDBX
+	LabelSeparator    = eventlog.LabelSeparator
+	LabelACPILoader   = eventlog.LabelACPILoader
+	LabelACPIRSDP     = eventlog.LabelACPIRSDP
+	LabelACPITables   = eventlog.LabelACPITables
+	LabelBootOrder    = eventlog.LabelBootOrder
+	LabelBoot0000     = eventlog.LabelBoot0000
+	LabelKernel       = eventlog.LabelKernel
+	LabelCallingEFI   = eventlog.LabelBootAttempt
+	LabelExitBS       = eventlog.LabelExitBootSvc
+	LabelExitBSReturn = eventlog.LabelExitBootSvcDone
+	LabelCmdline      = eventlog.LabelCmdline
+	LabelInitrd       = eventlog.LabelInitrd
 )
 
 // EFI actions the boot manager and DxeCore log into RTMR1 around starting the kernel
