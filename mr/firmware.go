@@ -13,7 +13,7 @@ import (
 // the uefi package, which derives both from the image itself.
 type FirmwareOptions struct {
 	// BootOption returns the EFI_LOAD_OPTION OVMF's BDS stores as Boot0000 (its boot manager
-	// menu). nil: uefi.BootManagerLoadOption.
+	// menu). nil: uefi.BootManagerLoadOptionQuick.
 	BootOption func(image []byte) ([]byte, error)
 	// Variables returns the live variables of the CFV's variable store (the CFV section's raw
 	// data is passed). nil: uefi.ReadVariables.
@@ -55,7 +55,7 @@ func ParseFirmwareWith(image []byte, opts FirmwareOptions) (*Firmware, error) {
 		return nil, err
 	}
 	if opts.BootOption == nil {
-		opts.BootOption = uefi.BootManagerLoadOption
+		opts.BootOption = uefi.BootManagerLoadOptionQuick
 	}
 	if opts.Variables == nil {
 		opts.Variables = uefi.ReadVariables

@@ -22,9 +22,14 @@ func FuzzParse(f *testing.F) {
 		ffs(testAppGUID, FileTypeFVImage, false, section(SectionFVImage, inner)),
 	}}.bytes())
 	f.Fuzz(func(t *testing.T, image []byte) {
+		quick, qerr := BootManagerMenuQuick(image)
 		fw, err := Parse(image)
 		if err != nil {
 			return
+		}
+		// Without adversarial duplicates the prefix decode must agree with the full parse.
+		if full, ferr := fw.BootManagerMenu(); ferr == nil && qerr == nil && !bytes.Equal(full.Data, quick.Data) && fw.fileByUIName("BdsDxe") != nil {
+			t.Fatalf("quick load option %x, full %x", quick.Data, full.Data)
 		}
 		if lo, err := fw.BootManagerMenu(); err == nil && len(lo.Data) < 6+2+44 {
 			t.Fatalf("load option too short: %x", lo.Data)

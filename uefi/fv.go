@@ -21,6 +21,9 @@ const (
 	maxNesting = 16
 	// maxObjects bounds the number of files+sections recorded for one image.
 	maxObjects = 1 << 18
+	// lzmaDictSlack keeps the dictionary a little above the bytes wanted, so the decoder's
+	// first fill (it stops within one maximal match of a full buffer) covers all of them.
+	lzmaDictSlack = 64 << 10
 )
 
 // PI FV header layout (PI spec vol. 3, EFI_FIRMWARE_VOLUME_HEADER).
@@ -120,13 +123,29 @@ type parser struct {
 	fw           *Firmware
 	decompressed int64
 	objects      int
+	// decodeLimit, when positive, stops every LZMA decode after that many bytes; the
+	// parser then reads what it got as a prefix (see prefix) and records truncated.
+	decodeLimit int64
+	truncated   bool
+	// inPrefix counts the cut-short LZMA outputs being parsed: inside one, volumes, files
+	// and sections that run past the end are cut short instead of rejected.
+	inPrefix int
 }
+
+func (p *parser) prefix() bool { return p.inPrefix > 0 }
 
 // Parse finds every firmware volume in a flash image (scanning for valid FV
 // headers anywhere, since OVMF's layout differs by build) and opens every
 // file, section and nested volume in it.
 func Parse(image []byte) (*Firmware, error) {
 	p := &parser{fw: &Firmware{}}
+	if err := p.parseImage(image); err != nil {
+		return nil, err
+	}
+	return p.fw, nil
+}
+
+func (p *parser) parseImage(image []byte) error {
 	for off := 0; off+fvHeaderMinLen <= len(image); {
 		i := bytes.Index(image[off+fvSignatureOffset:], []byte("_FVH"))
 		if i < 0 {
@@ -135,7 +154,7 @@ func Parse(image []byte) (*Firmware, error) {
 		start := off + i
 		if l, ok := plausibleFV(image[start:]); ok {
 			if _, err := p.volume(image[start:start+int(l)], start, 0, nil); err != nil {
-				return nil, fmt.Errorf("uefi: volume at image offset %#x: %w", start, err)
+				return fmt.Errorf("uefi: volume at image offset %#x: %w", start, err)
 			}
 			off = start + int(l)
 			continue
@@ -143,9 +162,9 @@ func Parse(image []byte) (*Firmware, error) {
 		off = start + 1
 	}
 	if len(p.fw.Volumes) == 0 {
-		return nil, fmt.Errorf("uefi: no firmware volume found in %d-byte image", len(image))
+		return fmt.Errorf("uefi: no firmware volume found in %d-byte image", len(image))
 	}
-	return p.fw, nil
+	return nil
 }
 
 // plausibleFV reports whether b starts with a complete FV whose header
@@ -191,10 +210,12 @@ func (p *parser) volume(b []byte, offset, depth int, container *File) (*Volume, 
 		return nil, fmt.Errorf("FV signature %q, want \"_FVH\"", b[fvSignatureOffset:fvSignatureOffset+4])
 	}
 	length := binary.LittleEndian.Uint64(b[32:])
-	if length > uint64(len(b)) || length < fvHeaderMinLen {
+	if length < fvHeaderMinLen || (length > uint64(len(b)) && !p.prefix()) {
 		return nil, fmt.Errorf("FvLength %#x outside the %#x bytes available", length, len(b))
 	}
-	b = b[:length]
+	if length <= uint64(len(b)) {
+		b = b[:length]
+	}
 	hl := int(binary.LittleEndian.Uint16(b[48:]))
 	if hl < fvHeaderMinLen || hl > len(b) {
 		return nil, fmt.Errorf("HeaderLength %d outside [%d, %d]", hl, fvHeaderMinLen, len(b))
@@ -280,6 +301,9 @@ func (p *parser) files(v *Volume, off int, erase byte, depth int) error {
 			size = binary.LittleEndian.Uint64(b[off+ffsHeaderLen:])
 			hl = ffsHeader2Len
 		}
+		if size >= uint64(hl) && size > uint64(len(b)-off) && p.prefix() {
+			break // the rest of the volume was not decoded
+		}
 		if size < uint64(hl) || size > uint64(len(b)-off) {
 			return fmt.Errorf("file %s at %#x: size %#x outside [%#x, %#x]", name, off, size, hl, len(b)-off)
 		}
@@ -356,6 +380,18 @@ func (p *parser) sections(f *File, b []byte, depth int) ([]*Section, error) {
 			size = int(size64)
 			hl = sectionHeader2Len
 		}
+		if size >= hl && size > len(b)-off && p.prefix() {
+			// A section cut short by a partial decode: only a volume image is worth
+			// reading as a prefix, since the files sought may sit at its start.
+			if typ == SectionFVImage {
+				s := &Section{Type: typ, Offset: off, Size: size, Data: b[off+hl:]}
+				if err := p.openSection(f, s, b[off:], hl, depth); err != nil {
+					return nil, fmt.Errorf("section type %#x at %#x: %w", typ, off, err)
+				}
+				out = append(out, s)
+			}
+			break
+		}
 		if size < hl || size > len(b)-off {
 			return nil, fmt.Errorf("section type %#x at %#x: size %#x outside [%d, %#x]", typ, off, size, hl, len(b)-off)
 		}
@@ -412,8 +448,13 @@ func (p *parser) openGUIDed(f *File, s *Section, whole []byte, hl, depth int) er
 	switch {
 	case g == LzmaCustomDecompressGUID:
 		var out []byte
-		if out, err = p.lzma(content); err != nil {
+		var cut bool
+		if out, cut, err = p.lzma(content); err != nil {
 			return fmt.Errorf("LZMA section: %w", err)
+		}
+		if cut {
+			p.inPrefix++
+			defer func() { p.inPrefix-- }()
 		}
 		s.Children, err = p.sections(f, out, depth+1)
 	case g == Crc32GuidedSectionGUID || attr&guidedAttribProcess == 0:
@@ -431,41 +472,48 @@ func (p *parser) unsupported(f *File, s *Section, what string) {
 
 // lzma decodes EDK2's LzmaCompress output: a standard LZMA "alone" stream
 // (properties byte, 32-bit dictionary size, 64-bit uncompressed size).
-func (p *parser) lzma(src []byte) ([]byte, error) {
+func (p *parser) lzma(src []byte) (out []byte, cut bool, err error) {
 	const headerLen = 13
 	if len(src) < headerLen {
-		return nil, fmt.Errorf("header truncated: %d bytes", len(src))
+		return nil, false, fmt.Errorf("header truncated: %d bytes", len(src))
 	}
 	size := binary.LittleEndian.Uint64(src[5:])
 	if size == ^uint64(0) {
-		return nil, fmt.Errorf("stream without a declared size: %w", ErrNotSupported)
+		return nil, false, fmt.Errorf("stream without a declared size: %w", ErrNotSupported)
 	}
 	if size > MaxDecompressedSection {
-		return nil, fmt.Errorf("declared size %#x exceeds the %#x limit", size, MaxDecompressedSection)
+		return nil, false, fmt.Errorf("declared size %#x exceeds the %#x limit", size, MaxDecompressedSection)
 	}
 	if int64(size) > maxTotalDecompressed-p.decompressed {
-		return nil, fmt.Errorf("image decompresses to more than %#x bytes", maxTotalDecompressed)
+		return nil, false, fmt.Errorf("image decompresses to more than %#x bytes", maxTotalDecompressed)
 	}
-	// The decoder allocates the declared dictionary up front; a dictionary
-	// larger than the whole output is never used, so cap it to the output.
+	want := int64(size)
+	if p.decodeLimit > 0 && want > p.decodeLimit {
+		want, cut = p.decodeLimit, true
+		p.truncated = true
+	}
+	// The decoder allocates the declared dictionary up front, and decodes until that
+	// buffer is full before handing anything out. No match can reach further back than
+	// the bytes produced so far, so a dictionary just larger than what is wanted (the
+	// whole output, or a prefix) decodes those bytes identically, and no more.
 	hdr := append([]byte(nil), src[:headerLen]...)
-	if dict := uint64(binary.LittleEndian.Uint32(hdr[1:])); dict > size {
-		binary.LittleEndian.PutUint32(hdr[1:], uint32(max(size, lzma.MinDictCap)))
+	if dict, need := uint64(binary.LittleEndian.Uint32(hdr[1:])), uint64(want)+lzmaDictSlack; dict > need {
+		binary.LittleEndian.PutUint32(hdr[1:], uint32(max(need, lzma.MinDictCap)))
 	}
 	r, err := lzma.NewReader(io.MultiReader(bytes.NewReader(hdr), bytes.NewReader(src[headerLen:])))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var out bytes.Buffer
-	n, err := io.Copy(&out, io.LimitReader(r, int64(size)))
+	var buf bytes.Buffer
+	n, err := io.Copy(&buf, io.LimitReader(r, want))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if uint64(n) != size {
-		return nil, fmt.Errorf("stream ended after %#x of %#x declared bytes", n, size)
+	if n != want {
+		return nil, false, fmt.Errorf("stream ended after %#x of %#x declared bytes", n, size)
 	}
 	p.decompressed += n
-	return out.Bytes(), nil
+	return buf.Bytes(), cut, nil
 }
 
 // utf16z decodes a NUL-terminated UTF-16LE string (a user-interface section).

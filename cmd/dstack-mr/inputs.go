@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -146,15 +147,35 @@ func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, erro
 	return img, nil
 }
 
-// hashReader streams a file once through SHA-256 and SHA-384.
-func hashReader(path string, f io.Reader) (*mr.InitrdDigest, *fileJSON, error) {
+// hashReader streams a file once through SHA-256 and SHA-384. The two hashes of a chunk
+// run in parallel while the next chunk is read, so a large initrd costs about one SHA-384.
+func hashReader(path string, r io.Reader) (*mr.InitrdDigest, *fileJSON, error) {
 	h256, h384 := sha256.New(), sha512.New384()
-	n, err := io.Copy(io.MultiWriter(h256, h384), f)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	const chunk = 1 << 20
+	bufs := [2][]byte{make([]byte, chunk), make([]byte, chunk)}
+	var wg sync.WaitGroup
+	var n uint64
+	for i := 0; ; i ^= 1 {
+		k, err := io.ReadFull(r, bufs[i])
+		wg.Wait() // the previous chunk's hashes are done with the other buffer
+		if k > 0 {
+			b := bufs[i][:k]
+			n += uint64(k)
+			wg.Add(2)
+			go func() { defer wg.Done(); h256.Write(b) }()
+			go func() { defer wg.Done(); h384.Write(b) }()
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			wg.Wait()
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
 	}
-	d := &mr.InitrdDigest{Size: uint64(n), SHA384: h384.Sum(nil)}
-	return d, &fileJSON{Path: path, Size: uint64(n), SHA256: hex.EncodeToString(h256.Sum(nil)), SHA384: hex.EncodeToString(d.SHA384)}, nil
+	wg.Wait()
+	d := &mr.InitrdDigest{Size: n, SHA384: h384.Sum(nil)}
+	return d, &fileJSON{Path: path, Size: n, SHA256: hex.EncodeToString(h256.Sum(nil)), SHA384: hex.EncodeToString(d.SHA384)}, nil
 }
 
 // imageOptions are the images.Options the image-reading flags ask for.
