@@ -52,3 +52,35 @@ func TestVerifyExitCodes(t *testing.T) {
 		t.Errorf("no input: exit %d", code)
 	}
 }
+
+// TestVerifyGenuineLiteAttestation: a real lite-mode CVM's attestation verifies end to end
+// once its os_image_hash is pinned, and a wrong pin or a different VM shape is refused.
+func TestVerifyGenuineLiteAttestation(t *testing.T) {
+	const lite = "../../testdata/verify/tdx-lite-getquote.json"
+	const osImageHash = "e6f5cfec20c02e7b97baa213d0f718020b55e040172d90ccbcb946d56c8b09db"
+	if code, _, stderr := runCLI("verify", "--attestation", lite, "--os-image-hash", osImageHash); code != 0 {
+		t.Fatalf("genuine attestation: exit %d: %s", code, stderr)
+	}
+	if code, _, _ := runCLI("verify", "--attestation", lite, "--os-image-hash", strings.Repeat("11", 32)); code != exitNotVerified {
+		t.Errorf("wrong os_image_hash: exit %d, want %d", code, exitNotVerified)
+	}
+	code, stdout, _ := runCLI("verify", "--attestation", lite, "--os-image-hash", osImageHash, "--cpu", "4", "--json")
+	if code != exitNotVerified {
+		t.Fatalf("4 vCPUs instead of 2: exit %d, want %d", code, exitNotVerified)
+	}
+	var rep struct {
+		Registers map[string]struct {
+			Match           *bool `json:"match"`
+			FirstDivergence *struct {
+				Label string `json:"label"`
+			} `json:"first_divergence"`
+		} `json:"registers"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	r0 := rep.Registers["rtmr0"]
+	if r0.Match == nil || *r0.Match || r0.FirstDivergence == nil || !strings.HasPrefix(r0.FirstDivergence.Label, "acpi-") {
+		t.Errorf("rtmr0 with the wrong CPU count: %+v", r0)
+	}
+}
