@@ -46,6 +46,7 @@ const (
 	cpuEjectMethod   = "CEJ0"
 	cpuOSTMethod     = "COST"
 	cpuAddedList     = "CNEW"
+	cpuEjectList     = "CEJL" // QEMU 10.0+
 	cpuEnabled       = "CPEN"
 	cpuSelector      = "CSEL"
 	cpuCommand       = "CCMD"
@@ -147,7 +148,7 @@ func cpusDevice(cfg *MachineConfig, opts cpuHotplugFeatures) *aml.Term {
 		cpuNotifyMethodAML(cfg.CPUs),
 		cpuStatusMethodAML(),
 		cpuEjectMethodAML(),
-		cpuScanMethodAML(cfg.CPUs),
+		cpuScanMethodAML(cfg.CPUs, cfg.profile().cpuHotplugEjectList),
 		cpuOSTMethodAML(),
 	)
 	for i := 0; i < cfg.CPUs; i++ {
@@ -191,9 +192,12 @@ func cpuEjectMethodAML() *aml.Term {
 }
 
 // cpuScanMethodAML is CSCN, run on the CPU hotplug GPE: it collects vCPUs with an insert
-// event in batches of up to 255 (CNEW is an ACPI 1.0 Package for old Windows), notifies
-// removals at once, then notifies and acknowledges each collected insertion.
-func cpuScanMethodAML(n int) *aml.Term {
+// event in batches of up to 255 (CNEW is an ACPI 1.0 Package for old Windows), then notifies
+// and acknowledges each collected insertion. Removals: before QEMU 10.0 they are notified at
+// once, and only for vCPUs without an insert event; from 10.0 (ejectList, qemu/qemu@8aa35bebee
+// "cpuhp: make sure that remove events are handled within the same SCI") they are queued in
+// CEJL next to CNEW, independently of inserts, and notified after the insertions.
+func cpuScanMethodAML(n int, ejectList bool) *aml.Term {
 	// Terms are copied when appended (as aml_append copies), so sharing them is safe.
 	var (
 		hasEvent    = aml.Local(0)
@@ -201,14 +205,39 @@ func cpuScanMethodAML(n int) *aml.Term {
 		cpuIdx      = aml.Local(2)
 		uid         = aml.Local(3)
 		hasJob      = aml.Local(4)
+		numEjected  = aml.Local(5)
 		zero        = aml.Int(0)
 		one         = aml.Int(1)
 		newCPUs     = aml.Name(cpuAddedList)
+		ejCPUs      = aml.Name(cpuEjectList)
 		selector    = cpuResPath(cpuSelector)
 		data        = cpuResPath(cpuData)
 		insertEvent = cpuResPath(cpuInsertEvent)
 		removeEvent = cpuResPath(cpuRemoveEvent)
 	)
+
+	// A full CNEW (or, from 10.0, CEJL) ends the pass: process the batch, then scan on.
+	batchFull := aml.LEqual(numAdded, aml.Int(cpuScanMaxPerPass))
+	if ejectList {
+		batchFull = aml.LOr(batchFull, aml.LEqual(numEjected, aml.Int(cpuScanMaxPerPass)))
+	}
+	onInsert := aml.If(aml.LEqual(insertEvent, one)).Append(
+		aml.Store(uid, aml.Index(newCPUs, numAdded)),
+		aml.Increment(numAdded),
+		aml.Store(one, hasEvent))
+	var onRemove []*aml.Term
+	if ejectList {
+		onRemove = []*aml.Term{aml.If(aml.LEqual(removeEvent, one)).Append(
+			aml.Store(uid, aml.Index(ejCPUs, numEjected)),
+			aml.Increment(numEjected),
+			aml.Store(one, hasEvent))}
+	} else {
+		onRemove = []*aml.Term{aml.Else().Append(
+			aml.If(aml.LEqual(removeEvent, one)).Append(
+				aml.Call(cpuNotifyMethod, uid, aml.Int(notifyEjectRequest)),
+				aml.Store(one, removeEvent),
+				aml.Store(one, hasEvent)))}
+	}
 
 	scan := aml.While(aml.LAnd(aml.LEqual(hasEvent, one), aml.LLess(uid, aml.Int(uint64(n))))).Append(
 		// Cleared here; set again while the next-CPU command keeps returning CPUs with events.
@@ -217,20 +246,12 @@ func cpuScanMethodAML(n int) *aml.Term {
 		aml.Store(aml.Int(cphpGetNextCPUWithEvent), cpuResPath(cpuCommand)),
 		// Wrapped around: events are cleared only after the scan, so everything was seen.
 		aml.If(aml.LLess(data, uid)).Append(aml.Break()),
-		// CNEW is full: process this batch, then scan again from here.
-		aml.If(aml.LEqual(numAdded, aml.Int(cpuScanMaxPerPass))).Append(
+		aml.If(batchFull).Append(
 			aml.Store(one, hasJob),
 			aml.Break()),
 		aml.Store(data, uid),
-		aml.If(aml.LEqual(insertEvent, one)).Append(
-			aml.Store(uid, aml.Index(newCPUs, numAdded)),
-			aml.Increment(numAdded),
-			aml.Store(one, hasEvent)),
-		aml.Else().Append(
-			aml.If(aml.LEqual(removeEvent, one)).Append(
-				aml.Call(cpuNotifyMethod, uid, aml.Int(notifyEjectRequest)),
-				aml.Store(one, removeEvent),
-				aml.Store(one, hasEvent))),
+		onInsert,
+	).Append(onRemove...).Append(
 		aml.Increment(uid),
 	)
 
@@ -247,14 +268,36 @@ func cpuScanMethodAML(n int) *aml.Term {
 		aml.Store(zero, hasJob),
 		aml.Store(one, hasEvent),
 		aml.Store(zero, numAdded),
+	)
+	if ejectList {
+		batches.Append(aml.Store(zero, numEjected))
+	}
+	batches.Append(
 		scan,
 		aml.Store(zero, cpuIdx),
 		notifyAdded,
 	)
+	if ejectList {
+		batches.Append(
+			aml.Store(zero, cpuIdx),
+			aml.While(aml.LLess(cpuIdx, numEjected)).Append(
+				aml.Store(aml.DerefOf(aml.Index(ejCPUs, cpuIdx)), uid),
+				aml.Call(cpuNotifyMethod, uid, aml.Int(notifyEjectRequest)),
+				aml.Store(uid, selector),
+				aml.Store(one, removeEvent),
+				aml.Increment(cpuIdx),
+			),
+		)
+	}
 
-	return aml.Method(cpuScanMethod, 0, true).Append(
+	method := aml.Method(cpuScanMethod, 0, true).Append(
 		aml.Acquire(cpuResPath(cpuLock), 0xFFFF),
 		aml.NameDecl(cpuAddedList, aml.Package(cpuScanMaxPerPass)),
+	)
+	if ejectList {
+		method.Append(aml.NameDecl(cpuEjectList, aml.Package(cpuScanMaxPerPass)))
+	}
+	return method.Append(
 		aml.Store(zero, uid),
 		aml.Store(one, hasJob),
 		batches,

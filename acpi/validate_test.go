@@ -35,7 +35,7 @@ func TestValidate(t *testing.T) {
 		{"version 7.2", func(c *MachineConfig) { c.QEMUVersion = Version{7, 2, 0} }, invalid, "QEMUVersion"},
 		{"version 8.0", func(c *MachineConfig) { c.QEMUVersion = Version{8, 0, 0} }, ok, ""},
 		{"version 9.2.3", func(c *MachineConfig) { c.QEMUVersion = Version{9, 2, 3} }, ok, ""},
-		{"version 10.0", func(c *MachineConfig) { c.QEMUVersion = Version{10, 0, 0} }, notSupported, "QEMUVersion"},
+		{"version 11.0", func(c *MachineConfig) { c.QEMUVersion = Version{11, 0, 0} }, notSupported, "QEMUVersion"},
 		{"no cpus", func(c *MachineConfig) { c.CPUs = 0 }, invalid, "CPUs"},
 		{"negative cpus", func(c *MachineConfig) { c.CPUs = -1 }, invalid, "CPUs"},
 		{"8.0 max cpus", func(c *MachineConfig) { c.QEMUVersion = Version{8, 0, 2}; c.CPUs = 288 }, ok, ""},
