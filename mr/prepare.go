@@ -1,5 +1,7 @@
 package mr
 
+import "github.com/dstack-mr/dstack-mr/uefi"
+
 // DeriveEvents computes the RTMR0 events that come from the firmware image itself (CFV,
 // Secure Boot variables, Boot0000) now instead of on the first Measure. Deriving Boot0000
 // decompresses the firmware's DXE volume, the slowest step of a cold measurement, so callers
@@ -7,4 +9,11 @@ package mr
 func (f *Firmware) DeriveEvents() error {
 	_, err := f.fixedRTMR0()
 	return err
+}
+
+// VariableDriverConfigDigest is the EV_EFI_VARIABLE_DRIVER_CONFIG digest TDVF logs for an EFI
+// variable: SHA-384 of UEFI_VARIABLE_DATA (vendor GUID, name length, data length, UTF-16 name,
+// data). An absent variable is measured with empty data.
+func VariableDriverConfigDigest(vendor uefi.GUID, name string, data []byte) []byte {
+	return variableDriverConfigDigest(vendor, name, data)
 }

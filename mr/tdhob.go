@@ -41,22 +41,38 @@ type RAMEntry struct {
 // TD_HOB and TEMP_MEM section carved out of the range holding it as accepted memory, the
 // rest unaccepted, ordered by address.
 func ramEntries(sections []Section, memoryBytes uint64) ([]RAMEntry, error) {
-	// pc_q35_init's lowmem split (RAM >= 0xb0000000 keeps only 2 GiB below 4 GiB) and
-	// pc_memory_init's E820 RAM entries.
-	below, above := (&acpi.MachineConfig{MemoryBytes: memoryBytes}).RAMSplit()
-	entries := []RAMEntry{{Address: 0, Length: below}}
-	if above > 0 {
-		entries = append(entries, RAMEntry{Address: fourGiB, Length: above})
-	}
+	entries := RAMLayout(memoryBytes)
 	for i, s := range sections {
 		if s.Type != SectionTDHOB && s.Type != SectionTempMem {
 			continue
 		}
 		var err error
-		if entries, err = acceptRange(entries, s.MemoryAddress, s.MemoryDataSize); err != nil {
+		if entries, err = AcceptRAM(entries, s.MemoryAddress, s.MemoryDataSize); err != nil {
 			return nil, fmt.Errorf("TDVF section %d (%s at 0x%x-0x%x): %w; QEMU fails to start such a VM",
 				i, s.Type, s.MemoryAddress, s.End(), err)
 		}
+	}
+	return entries, nil
+}
+
+// RAMLayout is the guest RAM of a q35 machine with memoryBytes, all unaccepted:
+// pc_q35_init's lowmem split (RAM >= 0xb0000000 keeps only 2 GiB below 4 GiB) and
+// pc_memory_init's E820 RAM entries.
+func RAMLayout(memoryBytes uint64) []RAMEntry {
+	below, above := (&acpi.MachineConfig{MemoryBytes: memoryBytes}).RAMSplit()
+	entries := []RAMEntry{{Address: 0, Length: below}}
+	if above > 0 {
+		entries = append(entries, RAMEntry{Address: fourGiB, Length: above})
+	}
+	return entries
+}
+
+// AcceptRAM marks [addr, addr+length) accepted as tdx_accept_ram_range does and returns the
+// entries ordered by address.
+func AcceptRAM(entries []RAMEntry, addr, length uint64) ([]RAMEntry, error) {
+	entries, err := acceptRange(entries, addr, length)
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(entries, func(a, b RAMEntry) int {
 		switch {
@@ -115,6 +131,14 @@ func tdHOB(sections []Section, memoryBytes uint64) ([]byte, error) {
 		// tdvf_get_area: "TD_HOB overrun" and QEMU exits.
 		return nil, fmt.Errorf("TD HOB of %d bytes overruns the 0x%x-byte TD_HOB section", n+hobEndLen, hob.MemoryDataSize)
 	}
+	return BuildTDHOB(hob.MemoryAddress, entries), nil
+}
+
+// BuildTDHOB lays out the HOB list tdvf_hob_create writes at hobBase for the RAM entries:
+// the handoff table, then one resource descriptor per entry, up to but not including the
+// end-of-list HOB.
+func BuildTDHOB(hobBase uint64, entries []RAMEntry) []byte {
+	n := hobHandoffLen + hobResourceLen*len(entries)
 	b := make([]byte, n)
 	le := binary.LittleEndian
 	le.PutUint16(b[0:], hobTypeHandoff)
@@ -122,7 +146,7 @@ func tdHOB(sections []Section, memoryBytes uint64) ([]byte, error) {
 	le.PutUint32(b[8:], hobHandoffVersion)
 	// BootMode and Efi{Free}Memory{Top,Bottom} stay zero; EfiEndOfHobList is the guest
 	// address just past the end-of-list HOB.
-	le.PutUint64(b[48:], hob.MemoryAddress+uint64(n+hobEndLen))
+	le.PutUint64(b[48:], hobBase+uint64(n+hobEndLen))
 	off := hobHandoffLen
 	for _, e := range entries {
 		r := b[off : off+hobResourceLen]
@@ -139,7 +163,7 @@ func tdHOB(sections []Section, memoryBytes uint64) ([]byte, error) {
 		le.PutUint64(r[40:], e.Length)
 		off += hobResourceLen
 	}
-	return b, nil
+	return b
 }
 
 func firstSection(ss []Section, t SectionType) (Section, bool) {

@@ -2,13 +2,12 @@ package verify
 
 import (
 	"crypto/sha512"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"unicode/utf16"
 
 	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
+	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
 // Hex is a byte string that marshals to lowercase hex in JSON.
@@ -86,32 +85,18 @@ var (
 	pre202505Boot0000 = mustHex("23ada07f5261f12f34a0bd8e46760962d6b4d576a416f1fea1c64bc656b1d28eacf7047ae6e967c58fd2a98bfa74c298")
 )
 
-// EFI variable vendor GUIDs in their on-disk (mixed-endian) byte order.
+// EFI variable vendor GUIDs and the fixed digests of the pre-202505 event sequence.
 var (
-	efiGlobalVariable    = guidBytes(0x8BE4DF61, 0x93CA, 0x11D2, [8]byte{0xAA, 0x0D, 0x00, 0xE0, 0x98, 0x03, 0x2B, 0x8C})
-	efiImageSecurityDB   = guidBytes(0xD719B2CB, 0x3D3A, 0x4596, [8]byte{0xA3, 0xBC, 0xDA, 0xD0, 0x0E, 0x67, 0x65, 0x6F})
+	efiGlobalVariable    = uefi.GlobalVariableGUID
+	efiImageSecurityDB   = uefi.ImageSecurityDatabase
 	separatorDigest      = sha384([]byte{0, 0, 0, 0})
 	emptyBootOrderDigest = sha384([]byte{0, 0}) // pre-202505 OVMF measures BootOrder's raw 2 bytes
 )
 
-func guidBytes(a uint32, b, c uint16, d [8]byte) []byte {
-	out := binary.LittleEndian.AppendUint32(nil, a)
-	out = binary.LittleEndian.AppendUint16(out, b)
-	out = binary.LittleEndian.AppendUint16(out, c)
-	return append(out, d[:]...)
-}
-
 // emptyVariableDigest is the EV_EFI_VARIABLE_DRIVER_CONFIG digest of a Secure Boot variable
-// that is not set: SHA-384 of UEFI_VARIABLE_DATA with the name and no data.
-func emptyVariableDigest(guid []byte, name string) []byte {
-	u := utf16.Encode([]rune(name))
-	b := append([]byte(nil), guid...)
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(u)))
-	b = binary.LittleEndian.AppendUint64(b, 0)
-	for _, c := range u {
-		b = binary.LittleEndian.AppendUint16(b, c)
-	}
-	return sha384(b)
+// that is not set.
+func emptyVariableDigest(guid uefi.GUID, name string) []byte {
+	return mr.VariableDriverConfigDigest(guid, name, nil)
 }
 
 // LiteExpected computes MRTD and RTMR0-2 from a lite document for the VM shape in vm, taking

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/dstack-mr/dstack-mr/mr"
 )
 
 // LiteFileName is the measurement document's file name inside an image and in sha256sum.txt.
@@ -249,96 +251,25 @@ func parseWitness(b []byte) (*witness, error) {
 	return w, nil
 }
 
-type memRange struct {
-	accepted   bool
-	start, end uint64
-}
-
 // tdHOBFromWitness rebuilds the TD HOB QEMU hands TDVF for a guest of memoryBytes from the
-// witness, the way dstack-mr's lite path does: RAM is one range from 0, the witness ranges
-// are carved out as accepted memory, and the last (unaccepted) range is split at 2 GiB / 4 GiB
-// once RAM reaches the q35 low-memory split.
+// witness, with package mr's builder: the q35 RAM layout, the witness ranges accepted as
+// QEMU accepted the TD_HOB/TEMP_MEM sections, and the HOB list at the witness's TD HOB base.
 func tdHOBFromWitness(witnessBytes []byte, memoryBytes uint64) ([]byte, error) {
 	w, err := parseWitness(witnessBytes)
 	if err != nil {
 		return nil, err
 	}
-	ranges := []memRange{{false, 0, memoryBytes}}
+	entries := mr.RAMLayout(memoryBytes)
 	for _, a := range w.ranges {
 		if a[1] > memoryBytes {
 			return nil, fmt.Errorf("witness range 0x%x-0x%x lies beyond the %d bytes of RAM", a[0], a[1], memoryBytes)
 		}
-		ranges = acceptMem(ranges, a[0], a[1])
+		if entries, err = mr.AcceptRAM(entries, a[0], a[1]-a[0]); err != nil {
+			return nil, fmt.Errorf("witness range 0x%x-0x%x: %w", a[0], a[1], err)
+		}
 	}
-	last := ranges[len(ranges)-1]
-	if last.accepted {
+	if entries[len(entries)-1].Accepted {
 		return nil, errors.New("witness accepts the end of RAM")
 	}
-	var hob []byte
-	le := binary.LittleEndian
-	// EFI_HOB_HANDOFF_INFO_TABLE: header, version 9, boot mode and five zero addresses; only
-	// EfiEndOfHobList is filled in, below.
-	hob = le.AppendUint16(hob, 0x0001)
-	hob = le.AppendUint16(hob, 56)
-	hob = append(hob, 0, 0, 0, 0)
-	hob = le.AppendUint32(hob, 9)
-	hob = append(hob, make([]byte, 4+5*8)...)
-	resource := func(typ uint32, start, length uint64) {
-		hob = le.AppendUint16(hob, 0x0003)
-		hob = le.AppendUint16(hob, 48)
-		hob = append(hob, make([]byte, 4+16)...) // reserved, owner GUID
-		hob = le.AppendUint32(hob, typ)
-		hob = le.AppendUint32(hob, 7) // PRESENT | INITIALIZED | TESTED
-		hob = le.AppendUint64(hob, start)
-		hob = le.AppendUint64(hob, length)
-	}
-	const systemMemory, unaccepted = 0, 7
-	for _, r := range ranges[:len(ranges)-1] {
-		typ := uint32(unaccepted)
-		if r.accepted {
-			typ = systemMemory
-		}
-		resource(typ, r.start, r.end-r.start)
-	}
-	if memoryBytes >= liteMemoryStableMin {
-		if last.start < liteMemory2G {
-			resource(unaccepted, last.start, liteMemory2G-last.start)
-		}
-		if last.end > liteMemory2G {
-			resource(unaccepted, 1<<32, last.end-liteMemory2G)
-		}
-	} else {
-		resource(unaccepted, last.start, last.end-last.start)
-	}
-	// EfiEndOfHobList points past the 8-byte end-of-list HOB that follows in memory.
-	le.PutUint64(hob[48:], w.hobBase+uint64(len(hob))+8)
-	return hob, nil
-}
-
-// acceptMem marks [start,end) accepted, splitting the unaccepted ranges it overlaps.
-func acceptMem(ranges []memRange, start, end uint64) []memRange {
-	var out []memRange
-	for _, r := range ranges {
-		if r.accepted || r.end <= start || r.start >= end {
-			out = append(out, r)
-			continue
-		}
-		if r.start < start {
-			out = append(out, memRange{false, r.start, start})
-		}
-		if r.end > end {
-			out = append(out, memRange{false, end, r.end})
-		}
-	}
-	out = append(out, memRange{true, start, end})
-	sortRanges(out)
-	return out
-}
-
-func sortRanges(r []memRange) {
-	for i := 1; i < len(r); i++ {
-		for j := i; j > 0 && r[j].start < r[j-1].start; j-- {
-			r[j], r[j-1] = r[j-1], r[j]
-		}
-	}
+	return mr.BuildTDHOB(w.hobBase, entries), nil
 }
