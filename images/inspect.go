@@ -250,7 +250,14 @@ func ListInitramfs(r io.Reader) *Initramfs {
 	return out
 }
 
-func listCpio(r *bufio.Reader, out *Initramfs) error {
+func listCpio(r *bufio.Reader, out *Initramfs) (err error) {
+	// github.com/cavaliergopher/cpio trusts header fields (a negative size panics inside
+	// Reader.Read); a hostile initramfs must yield an error, not a crash.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("cpio entry %d: malformed header (%v)", len(out.Entries)+1, p)
+		}
+	}()
 	for {
 		// The cpio reader reports both its trailer and a short read as io.EOF; the
 		// bytes just read tell them apart.
@@ -267,6 +274,9 @@ func listCpio(r *bufio.Reader, out *Initramfs) error {
 			if len(out.Entries) >= maxCpioEntries {
 				out.Truncated = true
 				return nil
+			}
+			if hdr.Size < 0 {
+				return fmt.Errorf("cpio entry %q: negative size %d", hdr.Name, hdr.Size)
 			}
 			if n, err := io.Copy(io.Discard, cr); err != nil || n != hdr.Size {
 				if err == nil {
