@@ -62,6 +62,9 @@ type Event struct {
 	EventType uint32 `json:"event_type"`
 	Digest    string `json:"digest"` // hex SHA-384
 	Label     string `json:"label"`
+	// Detail says where the measured bytes came from (volume, file, variable, fw_cfg
+	// file, exact string); free text for people, not a stable key like Label.
+	Detail string `json:"detail,omitempty"`
 }
 
 func sha384(parts ...[]byte) []byte {

@@ -137,6 +137,7 @@ func (f *Firmware) buildFixedRTMR0() (firmwareEvents, error) {
 		return ev, err
 	}
 	ev.cfv = newEvent(0, EvEFIPlatformFirmwareBlob2, LabelCFV, sha384(cfv))
+	ev.cfv.Detail = fmt.Sprintf("TDVF CFV section (%d bytes)", len(cfv))
 
 	vars, err := f.opts.Variables(cfv)
 	if err != nil {
@@ -153,12 +154,16 @@ func (f *Firmware) buildFixedRTMR0() (firmwareEvents, error) {
 	}
 	for _, sv := range secureBootVariables {
 		var data []byte
+		detail := fmt.Sprintf("EFI variable %s:%s (absent)", sv.vendor, sv.name)
 		// SecureBoot is volatile, never in the store; absent variables are measured empty.
 		if v := uefi.FindVariable(vars, sv.vendor, sv.name); v != nil && sv.name != "SecureBoot" {
 			data = v.Data
+			detail = fmt.Sprintf("EFI variable %s:%s (%d bytes)", sv.vendor, sv.name, len(data))
 		}
-		ev.vars = append(ev.vars, newEvent(0, EvEFIVariableDriverConfig, sv.label,
-			variableDriverConfigDigest(sv.vendor, sv.name, data)))
+		e := newEvent(0, EvEFIVariableDriverConfig, sv.label,
+			variableDriverConfigDigest(sv.vendor, sv.name, data))
+		e.Detail = detail
+		ev.vars = append(ev.vars, e)
 	}
 
 	lo, err := f.opts.BootOption(f.image)
@@ -170,5 +175,6 @@ func (f *Firmware) buildFixedRTMR0() (firmwareEvents, error) {
 	}
 	// EV_EFI_VARIABLE_BOOT digests cover the variable data only.
 	ev.boot0000 = newEvent(0, EvEFIVariableBoot, LabelBoot0000, sha384(lo))
+	ev.boot0000.Detail = fmt.Sprintf("Boot0000: EFI_LOAD_OPTION of the boot manager menu application found in the firmware (%d bytes; see firmware inspect)", len(lo))
 	return ev, nil
 }

@@ -191,15 +191,17 @@ func (im *Image) RTMR0Events(m Machine) ([]Event, error) {
 		return nil, err
 	}
 
+	tdhob := newEvent(0, EvEFIHandoffTables2, LabelTDHOB, sha384(hob))
+	tdhob.Detail = fmt.Sprintf("TD HOB QEMU builds for %d bytes of RAM (%d bytes)", m.MemoryBytes, len(hob))
 	ev := []Event{
-		newEvent(0, EvEFIHandoffTables2, LabelTDHOB, sha384(hob)),
+		tdhob,
 		fixed.cfv,
 	}
 	ev = append(ev, fixed.vars...)
 	ev = append(ev, newEvent(0, EvSeparator, LabelSeparator, separatorDigest))
 	ev = append(ev, acpiEvents...)
 	ev = append(ev,
-		newEvent(0, EvEFIVariableBoot, LabelBootOrder, sha384(bootOrderData)),
+		bootOrderEvent(),
 		fixed.boot0000,
 	)
 	return ev, nil
@@ -220,8 +222,13 @@ func (im *Image) RTMR1Events(m Machine) ([]Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
+	kernel := newEvent(1, EvEFIBootServicesApplication, LabelKernel, d)
+	kernel.Detail = "Authenticode SHA-384 of the bzImage, setup header patched by QEMU"
+	if m.NoKernelPatch {
+		kernel.Detail = "Authenticode SHA-384 of the bzImage as shipped (setup header not patched)"
+	}
 	return []Event{
-		newEvent(1, EvEFIBootServicesApplication, LabelKernel, d),
+		kernel,
 		newEvent(1, EvEFIAction, LabelCallingEFI, sha384([]byte(actionCallingEFIApp))),
 		newEvent(1, EvSeparator, LabelSeparator, separatorDigest),
 		newEvent(1, EvEFIAction, LabelExitBS, sha384([]byte(actionExitBS))),
@@ -236,10 +243,18 @@ func (im *Image) RTMR2Events() []Event {
 	hasInitrd := im.Initrd != nil && im.Initrd.Size > 0
 	var ev []Event
 	if lo := LoadOptions(im.Cmdline, hasInitrd); lo != nil {
-		ev = append(ev, newEvent(2, EvEventTag, LabelCmdline, sha384(lo)))
+		e := newEvent(2, EvEventTag, LabelCmdline, sha384(lo))
+		measured := im.Cmdline
+		if hasInitrd {
+			measured += " initrd=initrd"
+		}
+		e.Detail = fmt.Sprintf("%q, each byte widened to UTF-16, NUL-terminated", measured)
+		ev = append(ev, e)
 	}
 	if hasInitrd {
-		ev = append(ev, newEvent(2, EvEventTag, LabelInitrd, im.Initrd.SHA384))
+		e := newEvent(2, EvEventTag, LabelInitrd, im.Initrd.SHA384)
+		e.Detail = fmt.Sprintf("initrd (%d bytes)", im.Initrd.Size)
+		ev = append(ev, e)
 	}
 	return ev
 }
@@ -260,7 +275,9 @@ func acpiEvents(b *acpi.Blobs) ([]Event, error) {
 	if b == nil || len(b.Loader) == 0 || len(b.Loader)%loaderEntryLen != 0 {
 		return nil, errors.New("ACPI table-loader blob is missing or not a whole number of commands")
 	}
-	ev := []Event{newEvent(0, EvPlatformConfigFlags, LabelACPILoader, sha384(b.Loader))}
+	loader := newEvent(0, EvPlatformConfigFlags, LabelACPILoader, sha384(b.Loader))
+	loader.Detail = fmt.Sprintf("fw_cfg etc/table-loader (%d bytes)", len(b.Loader))
+	ev := []Event{loader}
 	seen := map[string]bool{}
 	for off := 0; off < len(b.Loader); off += loaderEntryLen {
 		e := b.Loader[off : off+loaderEntryLen]
@@ -278,9 +295,13 @@ func acpiEvents(b *acpi.Blobs) ([]Event, error) {
 		seen[file] = true
 		switch file {
 		case fileACPITables:
-			ev = append(ev, newEvent(0, EvPlatformConfigFlags, LabelACPITables, sha384(b.Tables)))
+			e := newEvent(0, EvPlatformConfigFlags, LabelACPITables, sha384(b.Tables))
+			e.Detail = fmt.Sprintf("fw_cfg %s (%d bytes: %d tables)", file, len(b.Tables), len(b.List))
+			ev = append(ev, e)
 		case fileACPIRSDP:
-			ev = append(ev, newEvent(0, EvPlatformConfigFlags, LabelACPIRSDP, sha384(b.RSDP)))
+			e := newEvent(0, EvPlatformConfigFlags, LabelACPIRSDP, sha384(b.RSDP))
+			e.Detail = fmt.Sprintf("fw_cfg %s (%d bytes)", file, len(b.RSDP))
+			ev = append(ev, e)
 		default:
 			return nil, fmt.Errorf("ACPI table-loader allocates fw_cfg file %q, whose content is not modelled: %w", file, ErrNotSupported)
 		}
@@ -289,4 +310,10 @@ func acpiEvents(b *acpi.Blobs) ([]Event, error) {
 		return nil, fmt.Errorf("ACPI table-loader does not allocate both %s and %s", fileACPITables, fileACPIRSDP)
 	}
 	return ev, nil
+}
+
+func bootOrderEvent() Event {
+	e := newEvent(0, EvEFIVariableBoot, LabelBootOrder, sha384(bootOrderData))
+	e.Detail = "BootOrder = 0000 (2 bytes)"
+	return e
 }
