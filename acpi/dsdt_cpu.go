@@ -81,6 +81,8 @@ func cpuHotplugAML(cfg *MachineConfig) ([]*aml.Term, error) {
 		return nil, fmt.Errorf("CPU hotplug AML: %d NUMA nodes: %w", n, ErrNotSupported)
 	}
 	opts := q35CPUHotplugFeatures
+	// From 11.0 q35 starts in the modern CPU hotplug mode and PRES._INI is gone (PROFILES.md).
+	opts.hasLegacyCPHP = cfg.profile().cpuHotplugLegacyINI
 	sb := aml.Scope("_SB").Append(
 		cpuHotplugResourceDevice(opts),
 		cpusDevice(cfg, opts),

@@ -99,3 +99,32 @@ func TestProfile10DSDTSize(t *testing.T) {
 	}
 	t.Logf("%d shapes rebuilt as 10.0/10.1/10.2", checked)
 }
+
+// TestProfile11DSDTDropsLegacyINI: 11.0 (fork acpi_dump_compat_before(11,0,0) in build_cpus_aml;
+// "pc: Start with modern CPU hotplug interface by default") drops exactly PRES's
+// Method (_INI, 0, Serialized) { CSEL = Zero } = 14 0C 5F494E49 08 70 00 4353454C (13 bytes),
+// plus at most the PkgLength bytes of the enclosing PRES/_SB/DSDT that shrink with it.
+// Source: kvinwang/qemu-tdx@72bedd9c51 hw/acpi/cpu.c guards _INI with acpi_dump_compat_before(11, 0, 0).
+func TestProfile11DSDTDropsLegacyINI(t *testing.T) {
+	ini := []byte{0x14, 0x0C, '_', 'I', 'N', 'I', 0x08, 0x70, 0x00, 'C', 'S', 'E', 'L'}
+	for _, n := range []int{1, 8, 300} {
+		c10 := testConfig()
+		c10.CPUs, c10.QEMUVersion = n, Version{10, 2, 1}
+		c11 := c10
+		c11.QEMUVersion = Version{11, 0, 0}
+		d10, err := buildDSDT(&c10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d11, err := buildDSDT(&c11)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Count(d10, ini) != 1 || bytes.Contains(d11, ini) {
+			t.Errorf("%d vCPUs: _INI in 10.2 %d times, in 11.0 %v", n, bytes.Count(d10, ini), bytes.Contains(d11, ini))
+		}
+		if d := len(d10) - len(d11); d < 13 || d > 16 {
+			t.Errorf("%d vCPUs: 11.0 DSDT is %d bytes smaller, want 13 plus PkgLength shrink", n, d)
+		}
+	}
+}
