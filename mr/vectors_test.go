@@ -1,12 +1,12 @@
 package mr
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 	"io"
 	"os"
 	"path/filepath"
@@ -24,41 +24,11 @@ const (
 )
 
 // vector is one row of expected-kv.jsonl (provenance: testdata/README.md).
-type vector struct {
-	Firmware    string `json:"firmware"`
-	Kernel      string `json:"kernel"`
-	Initrd      string `json:"initrd"`
-	Cmdline     string `json:"cmdline"`
-	CPU         int    `json:"cpu"`
-	Memory      string `json:"memory"`
-	MemoryBytes uint64 `json:"memory_bytes"`
-	Flags       struct {
-		QEMUVersion string `json:"qemu_version"`
-		RootVerity  bool   `json:"root_verity"`
-	} `json:"flags"`
-	MRTD  string `json:"mrtd"`
-	RTMR0 string `json:"rtmr0"`
-	RTMR1 string `json:"rtmr1"`
-	RTMR2 string `json:"rtmr2"`
-}
+type vector = testvectors.Vector
 
 func loadVectors(t testing.TB) []vector {
-	f, err := os.Open(vectorsFile)
+	vs, err := testvectors.Load(vectorsFile)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var vs []vector
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var v vector
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatal(err)
-		}
-		vs = append(vs, v)
-	}
-	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return vs

@@ -1,11 +1,10 @@
 package pe
 
 import (
-	"bufio"
 	"crypto/sha512"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -32,34 +31,12 @@ func sampleKernel(tb testing.TB) []byte {
 	return kernelData
 }
 
-type vectorRow struct {
-	Line        int
-	Kernel      string `json:"kernel"`
-	Initrd      string `json:"initrd"`
-	Cmdline     string `json:"cmdline"`
-	MemoryBytes uint64 `json:"memory_bytes"`
-	RTMR1       string `json:"rtmr1"`
-}
+type vectorRow = testvectors.Vector
 
 func loadVectors(t *testing.T) []vectorRow {
 	t.Helper()
-	f, err := os.Open("../testdata/vectors/expected-kv.jsonl")
+	rows, err := testvectors.Load("../testdata/vectors/expected-kv.jsonl")
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows []vectorRow
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		var r vectorRow
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("expected-kv.jsonl line %d: %v", line, err)
-		}
-		r.Line = line
-		rows = append(rows, r)
-	}
-	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return rows

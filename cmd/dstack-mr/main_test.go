@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,40 +12,17 @@ import (
 
 const sampleDir = "../../testdata/sample-image"
 
-type vector struct {
-	Cmdline     string `json:"cmdline"`
-	CPU         int    `json:"cpu"`
-	Firmware    string `json:"firmware"`
-	Kernel      string `json:"kernel"`
-	Initrd      string `json:"initrd"`
-	Memory      string `json:"memory"`
-	MemoryBytes uint64 `json:"memory_bytes"`
-	Flags       struct {
-		QEMUVersion string `json:"qemu_version"`
-		RootVerity  bool   `json:"root_verity"`
-	} `json:"flags"`
-	MRTD  string `json:"mrtd"`
-	RTMR0 string `json:"rtmr0"`
-	RTMR1 string `json:"rtmr1"`
-	RTMR2 string `json:"rtmr2"`
-}
+type vector = testvectors.Vector
 
 // sampleVectors are the end-to-end vectors whose inputs are all in the bundled sample image.
 func sampleVectors(t *testing.T) []vector {
 	t.Helper()
-	f, err := os.Open("../../testdata/vectors/expected-kv.jsonl")
+	all, err := testvectors.Load("../../testdata/vectors/expected-kv.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var out []vector
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var v vector
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatal(err)
-		}
+	for _, v := range all {
 		if _, err := os.Stat(filepath.Join(sampleDir, v.Firmware)); err == nil {
 			out = append(out, v)
 		}
