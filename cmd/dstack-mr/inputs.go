@@ -94,10 +94,25 @@ type inputsJSON struct {
 	Cmdline  string    `json:"cmdline"`
 }
 
-func describeBytes(path string, b []byte) fileJSON {
-	s256 := sha256.Sum256(b)
+// describeBytes reports a file's size and digests; knownSHA256 (hex), when the image reader
+// already hashed the file, spares hashing it again.
+func describeBytes(path string, b []byte, knownSHA256 string) fileJSON {
+	if knownSHA256 == "" {
+		s256 := sha256.Sum256(b)
+		knownSHA256 = hex.EncodeToString(s256[:])
+	}
 	s384 := sha512.Sum384(b)
-	return fileJSON{Path: path, Size: uint64(len(b)), SHA256: hex.EncodeToString(s256[:]), SHA384: hex.EncodeToString(s384[:])}
+	return fileJSON{Path: path, Size: uint64(len(b)), SHA256: knownSHA256, SHA384: hex.EncodeToString(s384[:])}
+}
+
+// fileSHA256 is the SHA-256 package images computed for the named file, if any.
+func fileSHA256(img *images.Image, name string) string {
+	for _, f := range img.Files {
+		if f.Name == name {
+			return f.SHA256
+		}
+	}
+	return ""
 }
 
 func loadImage(c *cli.Context, log *logrus.Logger) (*loadedImage, error) {
@@ -129,8 +144,8 @@ func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, erro
 	}
 	img := &loadedImage{
 		inputs: mr.Inputs{Firmware: fw, Kernel: kernel, Cmdline: cmdline},
-		describe: inputsJSON{Source: "raw", Firmware: describeBytes(fwPath, fw),
-			Kernel: describeBytes(kernelPath, kernel), Cmdline: cmdline},
+		describe: inputsJSON{Source: "raw", Firmware: describeBytes(fwPath, fw, ""),
+			Kernel: describeBytes(kernelPath, kernel, ""), Cmdline: cmdline},
 	}
 	if initrdPath != "" {
 		f, err := os.Open(initrdPath)
@@ -217,8 +232,8 @@ func fromImage(img *images.Image) *loadedImage {
 		osImageHash: img.OSImageHash,
 		describe: inputsJSON{
 			Source:   img.Source,
-			Firmware: describeBytes(img.Metadata.Bios, img.Firmware),
-			Kernel:   describeBytes(img.Metadata.Kernel, img.Kernel),
+			Firmware: describeBytes(img.Metadata.Bios, img.Firmware, fileSHA256(img, img.Metadata.Bios)),
+			Kernel:   describeBytes(img.Metadata.Kernel, img.Kernel, fileSHA256(img, img.Metadata.Kernel)),
 			Cmdline:  img.Cmdline,
 		},
 	}
