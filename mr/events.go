@@ -47,14 +47,6 @@ const (
 	LabelInitrd       = eventlog.LabelInitrd
 )
 
-// EFI actions the boot manager and DxeCore log into RTMR1 around starting the kernel
-// (MdePkg/Include/Protocol/Tcg2Protocol.h EFI_CALLING_EFI_APPLICATION etc.).
-const (
-	actionCallingEFIApp = "Calling EFI Application from Boot Option"
-	actionExitBS        = "Exit Boot Services Invocation"
-	actionExitBSSuccess = "Exit Boot Services Returned with Success"
-)
-
 // Event is one measured event: which RTMR it extends, its TCG type, the SHA-384 digest
 // extended, and a short label saying what was measured.
 type Event struct {

@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 	"github.com/dstack-mr/dstack-mr/pe"
 )
 
@@ -229,10 +230,10 @@ func (im *Image) RTMR1Events(m Machine) ([]Event, error) {
 	}
 	return []Event{
 		kernel,
-		newEvent(1, EvEFIAction, LabelCallingEFI, sha384([]byte(actionCallingEFIApp))),
+		newEvent(1, EvEFIAction, LabelCallingEFI, sha384([]byte(eventlog.ActionCallingEFIApp))),
 		newEvent(1, EvSeparator, LabelSeparator, separatorDigest),
-		newEvent(1, EvEFIAction, LabelExitBS, sha384([]byte(actionExitBS))),
-		newEvent(1, EvEFIAction, LabelExitBSReturn, sha384([]byte(actionExitBSSuccess))),
+		newEvent(1, EvEFIAction, LabelExitBS, sha384([]byte(eventlog.ActionExitBootServices))),
+		newEvent(1, EvEFIAction, LabelExitBSReturn, sha384([]byte(eventlog.ActionExitBootSvcReturn))),
 	}, nil
 }
 

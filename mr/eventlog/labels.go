@@ -9,20 +9,25 @@ import (
 
 // TCG PC Client event types that appear in the boot-time part of a dstack TDX log.
 const (
-	EvPostCode                  = 0x1
-	EvSeparator                 = 0x4
-	EvEventTag                  = 0x6
-	EvPlatformConfigFlags       = 0xa
-	EvEFIVariableDriverConfig   = 0x80000001
-	EvEFIVariableBoot           = 0x80000002
-	EvEFIBootServicesApp        = 0x80000003
-	EvEFIAction                 = 0x80000007
-	EvEFIPlatformFirmwareBlob2  = 0x8000000a
-	EvEFIHandoffTables2         = 0x8000000b
-	acpiDataPayload             = "ACPI DATA"
-	callingBootOptionAction     = "Calling EFI Application from Boot Option"
-	exitBootServicesAction      = "Exit Boot Services Invocation"
-	exitBootServicesReturnedAct = "Exit Boot Services Returned with Success"
+	EvPostCode                 = 0x1
+	EvSeparator                = 0x4
+	EvEventTag                 = 0x6
+	EvPlatformConfigFlags      = 0xa
+	EvEFIVariableDriverConfig  = 0x80000001
+	EvEFIVariableBoot          = 0x80000002
+	EvEFIBootServicesApp       = 0x80000003
+	EvEFIAction                = 0x80000007
+	EvEFIPlatformFirmwareBlob2 = 0x8000000a
+	EvEFIHandoffTables2        = 0x8000000b
+	acpiDataPayload            = "ACPI DATA"
+)
+
+// EV_EFI_ACTION strings the boot manager and DxeCore log into RTMR1 around starting the
+// kernel (MdePkg/Include/Protocol/Tcg2Protocol.h EFI_CALLING_EFI_APPLICATION etc.).
+const (
+	ActionCallingEFIApp     = "Calling EFI Application from Boot Option"
+	ActionExitBootServices  = "Exit Boot Services Invocation"
+	ActionExitBootSvcReturn = "Exit Boot Services Returned with Success"
 )
 
 // Labels of boot-time events. They match the labels package mr gives its computed log.
@@ -55,7 +60,7 @@ var (
 	efiActionOrder     = []string{LabelBootAttempt, LabelExitBootSvc, LabelExitBootSvcDone}
 	eventTagOrder      = []string{LabelCmdline, LabelInitrd}
 	secureBootVarNames = map[string]string{"SecureBoot": LabelSecureBoot, "PK": LabelPK, "KEK": LabelKEK, "db": LabelDB, "dbx": LabelDBX}
-	efiActionLabels    = map[string]string{callingBootOptionAction: LabelBootAttempt, exitBootServicesAction: LabelExitBootSvc, exitBootServicesReturnedAct: LabelExitBootSvcDone}
+	efiActionLabels    = map[string]string{ActionCallingEFIApp: LabelBootAttempt, ActionExitBootServices: LabelExitBootSvc, ActionExitBootSvcReturn: LabelExitBootSvcDone}
 )
 
 // Label names every event after what it measures, from its payload when the log kept it and
