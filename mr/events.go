@@ -33,6 +33,7 @@ const (
 	LabelKEK          = eventlog.LabelKEK
 	LabelDB           = eventlog.LabelDB
 	LabelDBX          = eventlog.LabelDBX
+	LabelDBT          = eventlog.LabelDBT
 	LabelSeparator    = eventlog.LabelSeparator
 	LabelACPILoader   = eventlog.LabelACPILoader
 	LabelACPIRSDP     = eventlog.LabelACPIRSDP
@@ -95,18 +96,13 @@ func utf16le(s string) []byte {
 }
 
 // LoadOptions returns the UEFI LoadOptions OVMF gives a kernel booted with QEMU's -kernel:
-// the fw_cfg command line, with " initrd=initrd" appended when an initrd is loaded, each
-// BYTE widened to one UCS-2 unit (UnicodeSPrintAsciiFormat "%a" zero-extends CHAR8; it does
-// not decode UTF-8), plus a terminating NUL unit. The Linux EFI stub measures exactly these
-// bytes. An empty command line without initrd gives no LoadOptions (nil).
-//
-// This is the layout of OVMF up to edk2-stable202502 (X86QemuLoadImageLib "%a%a" with the
-// suffix). Later OVMF, with shim support, prefixes "initrd=initrd " instead.
-func LoadOptions(cmdline string, hasInitrd bool) []byte {
-	s := cmdline
-	if hasInitrd {
-		s += " initrd=initrd"
-	}
+// the fw_cfg command line with "initrd=initrd" added when an initrd is loaded, where form
+// says (after it, " initrd=initrd", up to edk2-stable202502; before it, "initrd=initrd ",
+// later), each BYTE widened to one UCS-2 unit (UnicodeSPrintAsciiFormat "%a" zero-extends
+// CHAR8; it does not decode UTF-8), plus a terminating NUL unit. The Linux EFI stub measures
+// exactly these bytes. An empty command line without initrd gives no LoadOptions (nil).
+func LoadOptions(cmdline string, hasInitrd bool, form uefi.LoadOptionsForm) []byte {
+	s := measuredCmdline(cmdline, hasInitrd, form)
 	if s == "" {
 		return nil
 	}
@@ -115,6 +111,16 @@ func LoadOptions(cmdline string, hasInitrd bool) []byte {
 		b[2*i] = s[i]
 	}
 	return b
+}
+
+func measuredCmdline(cmdline string, hasInitrd bool, form uefi.LoadOptionsForm) string {
+	switch {
+	case !hasInitrd:
+		return cmdline
+	case form == uefi.InitrdPrefix:
+		return "initrd=initrd " + cmdline
+	}
+	return cmdline + " initrd=initrd"
 }
 
 // ReplayRTMR returns the value of an RTMR after extending each digest in order from zero:

@@ -36,7 +36,7 @@ func HashInitrd(r io.Reader) (*InitrdDigest, error) {
 type Inputs struct {
 	Firmware []byte
 	Kernel   []byte
-	Cmdline  string        // as given to QEMU -append, without OVMF's " initrd=initrd"
+	Cmdline  string        // as given to QEMU -append, without OVMF's "initrd=initrd"
 	Initrd   *InitrdDigest // nil: no -initrd
 }
 
@@ -156,7 +156,11 @@ func (im *Image) Measure(m Machine) (*Measurement, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := append(append(rtmr0, rtmr1...), im.RTMR2Events()...)
+	rtmr2, err := im.RTMR2Events()
+	if err != nil {
+		return nil, err
+	}
+	log := append(append(rtmr0, rtmr1...), rtmr2...)
 	out := &Measurement{MRTD: hex.EncodeToString(im.Firmware.MRTD(m.TwoPass())), EventLog: log}
 	for i, dst := range []*string{&out.RTMR0, &out.RTMR1, &out.RTMR2} {
 		v, err := replayEvents(log, i)
@@ -237,19 +241,19 @@ func (im *Image) RTMR1Events(m Machine) ([]Event, error) {
 	}, nil
 }
 
-// RTMR2Events returns the Linux EFI stub's tagged events: its LoadOptions, then the initrd
-// it loaded through OVMF's LoadFile2. OVMF offers no initrd when its size is 0 (and then
-// does not append " initrd=initrd" either).
-func (im *Image) RTMR2Events() []Event {
+// RTMR2Events returns the Linux EFI stub's tagged events: its LoadOptions, laid out as the
+// firmware's kernel loader builds them, then the initrd it loaded through OVMF's LoadFile2.
+// OVMF offers no initrd when its size is 0 (and then adds no "initrd=initrd" either).
+func (im *Image) RTMR2Events() ([]Event, error) {
+	traits, err := im.Firmware.Traits()
+	if err != nil {
+		return nil, err
+	}
 	hasInitrd := im.Initrd != nil && im.Initrd.Size > 0
 	var ev []Event
-	if lo := LoadOptions(im.Cmdline, hasInitrd); lo != nil {
+	if lo := LoadOptions(im.Cmdline, hasInitrd, traits.LoadOptions); lo != nil {
 		e := newEvent(2, EvEventTag, LabelCmdline, sha384(lo))
-		measured := im.Cmdline
-		if hasInitrd {
-			measured += " initrd=initrd"
-		}
-		e.Detail = fmt.Sprintf("%q, each byte widened to UTF-16, NUL-terminated", measured)
+		e.Detail = fmt.Sprintf("%q, each byte widened to UTF-16, NUL-terminated", measuredCmdline(im.Cmdline, hasInitrd, traits.LoadOptions))
 		ev = append(ev, e)
 	}
 	if hasInitrd {
@@ -257,7 +261,7 @@ func (im *Image) RTMR2Events() []Event {
 		e.Detail = fmt.Sprintf("initrd (%d bytes)", im.Initrd.Size)
 		ev = append(ev, e)
 	}
-	return ev
+	return ev, nil
 }
 
 // QEMU's linker/loader script (hw/acpi/bios-linker-loader.c): 128-byte commands.

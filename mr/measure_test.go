@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
 // Digests a real dstack CVM logged (dstack cc-eventlog/samples/ccel.bin; event types in the
@@ -99,18 +100,24 @@ func TestLoadOptions(t *testing.T) {
 		name    string
 		cmdline string
 		initrd  bool
+		form    uefi.LoadOptionsForm
 		want    []byte
 	}{
-		{"ascii", "a b", false, []byte{'a', 0, ' ', 0, 'b', 0, 0, 0}},
-		{"initrd suffix", "x", true, append(widen("x initrd=initrd"), 0, 0)},
-		{"only initrd", "", true, append(widen(" initrd=initrd"), 0, 0)},
-		{"empty", "", false, nil},
+		{"ascii", "a b", false, uefi.InitrdSuffix, []byte{'a', 0, ' ', 0, 'b', 0, 0, 0}},
+		{"initrd suffix", "x", true, uefi.InitrdSuffix, append(widen("x initrd=initrd"), 0, 0)},
+		{"only initrd", "", true, uefi.InitrdSuffix, append(widen(" initrd=initrd"), 0, 0)},
+		{"empty", "", false, uefi.InitrdSuffix, nil},
+		// X86QemuLoadImageLib after edk2-stable202502: "%a%a" with the prefix first.
+		{"initrd prefix", "x", true, uefi.InitrdPrefix, append(widen("initrd=initrd x"), 0, 0)},
+		{"prefix, only initrd", "", true, uefi.InitrdPrefix, append(widen("initrd=initrd "), 0, 0)},
+		{"prefix, no initrd", "a b", false, uefi.InitrdPrefix, []byte{'a', 0, ' ', 0, 'b', 0, 0, 0}},
+		{"prefix, empty", "", false, uefi.InitrdPrefix, nil},
 		// UTF-8 "é" is two bytes; OVMF widens each byte, it does not decode UTF-8.
-		{"non-ASCII bytes", "\u00e9", false, []byte{0xc3, 0, 0xa9, 0, 0, 0}},
-		{"invalid UTF-8", "\xff", false, []byte{0xff, 0, 0, 0}},
+		{"non-ASCII bytes", "\u00e9", false, uefi.InitrdSuffix, []byte{0xc3, 0, 0xa9, 0, 0, 0}},
+		{"invalid UTF-8", "\xff", false, uefi.InitrdSuffix, []byte{0xff, 0, 0, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := LoadOptions(tc.cmdline, tc.initrd); !bytes.Equal(got, tc.want) {
+			if got := LoadOptions(tc.cmdline, tc.initrd, tc.form); !bytes.Equal(got, tc.want) {
 				t.Errorf("% x, want % x", got, tc.want)
 			}
 		})
@@ -128,24 +135,30 @@ func widen(s string) []byte {
 func TestRTMR2Variants(t *testing.T) {
 	base := sampleImage(t)
 	m := sampleMachine(1, 1<<30)
-	digestOf := func(im Image) []Event { return im.RTMR2Events() }
+	digestOf := func(im Image) []Event {
+		ev, err := im.RTMR2Events()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
 
 	noInitrd := *base
 	noInitrd.Initrd = nil
 	ev := digestOf(noInitrd)
-	if len(ev) != 1 || ev[0].Label != LabelCmdline || ev[0].Digest != hex.EncodeToString(sha384(LoadOptions(base.Cmdline, false))) {
+	if len(ev) != 1 || ev[0].Label != LabelCmdline || ev[0].Digest != hex.EncodeToString(sha384(LoadOptions(base.Cmdline, false, uefi.InitrdSuffix))) {
 		t.Errorf("no initrd: %+v", ev)
 	}
 	// An empty -initrd file: QEMU still patches the header, OVMF offers no initrd.
 	empty := *base
 	empty.Initrd = &InitrdDigest{Size: 0, SHA384: sha384(nil)}
-	if ev := digestOf(empty); len(ev) != 1 || ev[0].Digest != hex.EncodeToString(sha384(LoadOptions(base.Cmdline, false))) {
+	if ev := digestOf(empty); len(ev) != 1 || ev[0].Digest != hex.EncodeToString(sha384(LoadOptions(base.Cmdline, false, uefi.InitrdSuffix))) {
 		t.Errorf("empty initrd: %+v", ev)
 	}
 	nonASCII := *base
 	nonASCII.Cmdline = "console=ttyS0 label=\u00e9t\u00e9"
 	got := measureOrStub(t, &nonASCII, m)
-	want := ReplayRTMR([][]byte{sha384(LoadOptions(nonASCII.Cmdline, true)), base.Initrd.SHA384})
+	want := ReplayRTMR([][]byte{sha384(LoadOptions(nonASCII.Cmdline, true, uefi.InitrdSuffix)), base.Initrd.SHA384})
 	if got.RTMR2 != hex.EncodeToString(want) {
 		t.Errorf("non-ASCII RTMR2 %s, want %s", got.RTMR2, want)
 	}
@@ -262,14 +275,14 @@ func TestReplayRTMR(t *testing.T) {
 func TestFirmwareSourceErrors(t *testing.T) {
 	img := readInput(t, firmware2025)
 	boom := errors.New("boom")
-	fw, err := ParseFirmwareWith(img, FirmwareOptions{BootOption: func([]byte) ([]byte, error) { return nil, boom }})
+	fw, err := ParseFirmwareWith(img, FirmwareOptions{Analyze: func([]byte) (*uefi.BootAnalysis, error) { return nil, boom }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	im := *sampleImage(t)
 	im.Firmware, im.ACPI = fw, stubACPI
 	if _, err := im.Measure(sampleMachine(1, 1<<30)); !errors.Is(err, boom) {
-		t.Errorf("Boot0000 source error not surfaced: %v", err)
+		t.Errorf("firmware analysis error not surfaced: %v", err)
 	}
 }
 

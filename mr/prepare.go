@@ -17,3 +17,14 @@ func (f *Firmware) DeriveEvents() error {
 func VariableDriverConfigDigest(vendor uefi.GUID, name string, data []byte) []byte {
 	return variableDriverConfigDigest(vendor, name, data)
 }
+
+// FirmwareEvents returns the RTMR0 events that depend on the firmware image alone (CFV,
+// Secure Boot variables, Boot0000), or why this firmware's RTMRs cannot be computed.
+func (f *Firmware) FirmwareEvents() ([]Event, error) {
+	ev, err := f.fixedRTMR0()
+	if err != nil {
+		return nil, err
+	}
+	out := append([]Event{ev.cfv}, ev.vars...)
+	return append(out, ev.boot0000), nil
+}

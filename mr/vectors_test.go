@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
 const (
@@ -95,6 +96,11 @@ func vectorImage(t testing.TB, v vector) *Image {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v.Firmware == otherLayoutFirmware {
+		if im.Firmware, err = ParseFirmwareWith(im.Firmware.image, FirmwareOptions{Analyze: generatorAssumptions}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	imageCache[key] = im
 	return im
 }
@@ -130,6 +136,49 @@ const (
 	hardcodedHOBFirmware = "ovmf-debian-2025.02-8+deb13u1.fd"
 	otherLayoutFirmware  = "ovmf-debian-2022.11-6+deb12u2.fd"
 )
+
+// generatorAssumptions are the firmware traits the vectors' generator took for granted for
+// every image: TdTcg2Dxe measuring into RTMRs, no Secure Boot support (all five variables
+// absent) and the pre-202505 kernel load options. The 2022 OVMF has none of that: it has no
+// TdTcg2Dxe at all and is built with SECURE_BOOT_ENABLE, so this package refuses to
+// measure it (TestVectorsFirmware2022Refused); its rows are reproduced under the
+// generator's assumptions to check everything else (MRTD, kernel and command-line events).
+func generatorAssumptions(image []byte) (*uefi.BootAnalysis, error) {
+	a, err := uefi.AnalyzeBoot(image)
+	if err != nil {
+		return nil, err
+	}
+	fw, err := uefi.Parse(image)
+	if err != nil {
+		return nil, err
+	}
+	lo, err := fw.BootManagerMenu()
+	if err != nil {
+		return nil, err
+	}
+	return &uefi.BootAnalysis{
+		Traits:          &uefi.BootTraits{CCMeasurement: true, LoadOptions: uefi.InitrdSuffix, Evidence: a.Traits.Evidence},
+		BootManagerMenu: lo,
+	}, nil
+}
+
+func TestVectorsFirmware2022Refused(t *testing.T) {
+	fw, err := ParseFirmware(readInput(t, otherLayoutFirmware))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := fw.Traits()
+	if tr == nil {
+		t.Fatal(err)
+	}
+	if tr.CCMeasurement || !tr.SecureBootCapable || tr.LoadOptions != uefi.InitrdSuffix {
+		t.Errorf("2022 OVMF traits %+v, want no CC measurement, Secure Boot capable, suffix load options", tr)
+	}
+	_, err = fw.fixedRTMR0()
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "TdTcg2Dxe") {
+		t.Errorf("measuring RTMRs of firmware without TdTcg2Dxe: err = %v, want ErrNotSupported naming TdTcg2Dxe", err)
+	}
+}
 
 func TestVectors(t *testing.T) {
 	vs := loadVectors(t)

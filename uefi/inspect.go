@@ -12,6 +12,8 @@ type FirmwareReport struct {
 	BootError   string          `json:"boot_manager_menu_error,omitempty"`
 	Variables   []VariableBrief `json:"variables"`
 	VarError    string          `json:"variables_error,omitempty"`
+	Traits      *BootTraits     `json:"measurement_traits,omitempty"`
+	TraitsError string          `json:"measurement_traits_error,omitempty"`
 }
 
 // VolumeReport is one firmware volume. Offset is inside the image for
@@ -75,6 +77,11 @@ func Inspect(image []byte) (*FirmwareReport, error) {
 		r.BootError = err.Error()
 	} else {
 		r.BootManager = lo
+	}
+	if t, err := fw.BootTraits(); err != nil {
+		r.TraitsError = err.Error()
+	} else {
+		r.Traits = t
 	}
 	cfv, err := fw.VariableStoreVolume()
 	var vars []Variable

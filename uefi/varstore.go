@@ -206,3 +206,78 @@ func (fw *Firmware) VariableStoreVolume() ([]byte, error) {
 	}
 	return nil, fmt.Errorf("uefi: no NVRAM (%s) firmware volume in the image", NVRAMGUID)
 }
+
+// Variable header states PlatformValidateNvVarStore accepts: VAR_HEADER_VALID_ONLY, VAR_ADDED
+// and VAR_ADDED combined with VAR_DELETED and/or VAR_IN_DELETED_TRANSITION.
+var copyableVarStates = map[uint8]bool{0x7F: true, 0x3F: true, 0x3D: true, 0x3E: true, 0x3C: true}
+
+// nvStoreFVAttributes is the only EFI_FVB_ATTRIBUTES_2 value OVMF accepts for the CFV.
+const nvStoreFVAttributes = 0x4FEFF
+
+// ValidateCFVForEmulatedStore applies the checks OVMF's PlatformValidateNvVarStore makes
+// before Secure Boot builds copy the CFV into the TD's emulated variable store (the store
+// is used only when they pass; a release build otherwise boots with an empty one). cfv is
+// the CFV section's raw data: its FvLength must cover exactly that.
+func ValidateCFVForEmulatedStore(cfv []byte) error {
+	if len(cfv) < fvHeaderMinLen {
+		return fmt.Errorf("uefi: CFV is %d bytes, shorter than a firmware volume header", len(cfv))
+	}
+	le := binary.LittleEndian
+	hl := int(le.Uint16(cfv[48:]))
+	switch {
+	case !allBytes(cfv[:16], 0):
+		return fmt.Errorf("uefi: CFV ZeroVector is not zero")
+	case guidAt(cfv, 16) != NVRAMGUID:
+		return fmt.Errorf("uefi: CFV FileSystemGuid %s, want %s", guidAt(cfv, 16), NVRAMGUID)
+	case string(cfv[fvSignatureOffset:fvSignatureOffset+4]) != "_FVH":
+		return fmt.Errorf("uefi: CFV Signature %q, want \"_FVH\"", cfv[fvSignatureOffset:fvSignatureOffset+4])
+	case le.Uint32(cfv[44:]) != nvStoreFVAttributes:
+		return fmt.Errorf("uefi: CFV Attributes %#x, want %#x", le.Uint32(cfv[44:]), nvStoreFVAttributes)
+	case hl%2 != 0 || hl < fvHeaderMinLen:
+		return fmt.Errorf("uefi: CFV HeaderLength %d", hl)
+	case cfv[55] != 2:
+		return fmt.Errorf("uefi: CFV Revision %d, want 2", cfv[55])
+	case le.Uint64(cfv[32:]) != uint64(len(cfv)):
+		return fmt.Errorf("uefi: CFV FvLength %#x, want the CFV section's size %#x", le.Uint64(cfv[32:]), len(cfv))
+	case hl+varStoreHeaderLen > len(cfv):
+		return fmt.Errorf("uefi: CFV HeaderLength %d leaves no room for the variable store header", hl)
+	case checksum16(cfv[:hl]) != 0:
+		return fmt.Errorf("uefi: CFV header checksum does not sum to zero")
+	}
+	store := cfv[hl:]
+	size := int64(le.Uint32(store[16:]))
+	switch {
+	case guidAt(store, 0) != AuthenticatedVariableStoreGUID:
+		return fmt.Errorf("uefi: variable store signature %s, want the authenticated store %s", guidAt(store, 0), AuthenticatedVariableStoreGUID)
+	case store[20] != varStoreFormatted || store[21] != varStoreHealthy:
+		return fmt.Errorf("uefi: variable store Format %#x / State %#x, want %#x / %#x", store[20], store[21], varStoreFormatted, varStoreHealthy)
+	case size > int64(len(store)) || size < varStoreHeaderLen:
+		return fmt.Errorf("uefi: variable store Size %#x outside [%d, %#x]", size, varStoreHeaderLen, len(store))
+	}
+	vars := store[varStoreHeaderLen:size]
+	for off := 0; off < len(vars); {
+		if off+2 > len(vars) || le.Uint16(vars[off:]) != varStartID {
+			if !allBytes(vars[off:], 0xFF) {
+				return fmt.Errorf("uefi: variable store offset %#x: neither a variable header nor erased space", varStoreHeaderLen+off)
+			}
+			break
+		}
+		if off+authVarHeaderLen > len(vars) {
+			return fmt.Errorf("uefi: variable header at store offset %#x is cut off", varStoreHeaderLen+off)
+		}
+		h := vars[off:]
+		if !copyableVarStates[h[2]] {
+			return fmt.Errorf("uefi: variable at store offset %#x has State %#x", varStoreHeaderLen+off, h[2])
+		}
+		end := int64(off) + authVarHeaderLen + int64(le.Uint32(h[36:])) + int64(le.Uint32(h[40:]))
+		if end > int64(len(vars)) {
+			return fmt.Errorf("uefi: variable at store offset %#x runs past the store's Size", varStoreHeaderLen+off)
+		}
+		next := align(int(end), varHeaderAlignment)
+		if !allBytes(vars[end:min(next, len(vars))], 0xFF) {
+			return fmt.Errorf("uefi: variable at store offset %#x: alignment padding is not erased", varStoreHeaderLen+off)
+		}
+		off = next
+	}
+	return nil
+}

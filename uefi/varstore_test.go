@@ -264,3 +264,59 @@ func TestUTF16LE(t *testing.T) {
 		t.Fatalf("UTF16LE(db) = %x", got)
 	}
 }
+
+// restamp recomputes a CFV's FV header checksum after a test edits the header.
+func restamp(cfv []byte) []byte {
+	hl := int(binary.LittleEndian.Uint16(cfv[48:]))
+	binary.LittleEndian.PutUint16(cfv[50:], 0)
+	binary.LittleEndian.PutUint16(cfv[50:], -checksum16(cfv[:hl]))
+	return cfv
+}
+
+func TestValidateCFVForEmulatedStore(t *testing.T) {
+	// Real stores OVMF accepts: the blank one of the 2025 image, the enrolled-keys one of
+	// Debian's TDX Secure Boot image and Debian's ms varstore template.
+	blank := loadImage(t, realImages[0].path)[:0x84000]
+	keys := loadImage(t, "../testdata/vectors/ovmf-inteltdx.ms-debian-2026.08+ds-2.fd.gz")[:0x84000]
+	template := loadImage(t, "../testdata/vectors/ovmf-vars-4m.ms-debian-2022.11-6+deb12u2.fd.gz")
+	for name, cfv := range map[string][]byte{"blank": blank, "enrolled keys": keys, "ms template": template} {
+		if err := ValidateCFVForEmulatedStore(cfv); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	hl := int(binary.LittleEndian.Uint16(keys[48:]))
+	v0 := hl + 28 // first variable header
+	first := v0 + 60 + int(binary.LittleEndian.Uint32(keys[v0+36:])) + int(binary.LittleEndian.Uint32(keys[v0+40:]))
+	if first%4 == 0 {
+		t.Fatalf("first variable ends aligned at %#x: the padding case needs another variable", first)
+	}
+	storeSize := int(binary.LittleEndian.Uint32(keys[hl+16:]))
+	edit := func(f func(c []byte) []byte) []byte { return f(bytes.Clone(keys)) }
+	for _, tc := range []struct {
+		name string
+		cfv  []byte
+		want string
+	}{
+		{"short", keys[:40], "shorter"},
+		{"attributes", edit(func(c []byte) []byte { c[44] = 0xFE; return restamp(c) }), "Attributes"},
+		{"checksum", edit(func(c []byte) []byte { c[50]++; return c }), "checksum"},
+		{"odd header length", edit(func(c []byte) []byte { c[48]++; return restamp(c) }), "HeaderLength"},
+		{"FvLength not the section size", keys[:len(keys)-0x1000], "FvLength"},
+		{"zero vector", edit(func(c []byte) []byte { c[3] = 1; return c }), "ZeroVector"},
+		{"plain store", edit(func(c []byte) []byte { copy(c[hl:], VariableStoreGUID[:]); return c }), "authenticated"},
+		{"unhealthy store", edit(func(c []byte) []byte { c[hl+21] = 0xFC; return c }), "State"},
+		{"store size", edit(func(c []byte) []byte { binary.LittleEndian.PutUint32(c[hl+16:], 0x7FFFFFFF); return c }), "Size"},
+		{"variable state", edit(func(c []byte) []byte { c[v0+2] = 0x11; return c }), "State 0x11"},
+		{"data past the store", edit(func(c []byte) []byte { binary.LittleEndian.PutUint32(c[v0+40:], 0x7FFFFFF0); return c }), "runs past"},
+		{"padding", edit(func(c []byte) []byte { c[first] = 0; return c }), "padding"},
+		{"garbage in erased space", edit(func(c []byte) []byte { c[hl+storeSize-1] = 0; return c }), "neither"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateCFVForEmulatedStore(tc.cfv)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -43,6 +43,7 @@ var dependsOn = map[string][]string{
 	eventlog.LabelKEK:             {"firmware"},
 	eventlog.LabelDB:              {"firmware"},
 	eventlog.LabelDBX:             {"firmware"},
+	eventlog.LabelDBT:             {"firmware"},
 	eventlog.LabelSeparator:       {"firmware"},
 	eventlog.LabelACPILoader:      {"CPU count", "memory", "devices (NICs, GPUs, NVSwitches, verity volumes, hotplug, hugepages, pci-hole64)", "QEMU version"},
 	eventlog.LabelACPIRSDP:        {"CPU count", "memory", "devices (NICs, GPUs, NVSwitches, verity volumes, hotplug, hugepages, pci-hole64)", "QEMU version"},

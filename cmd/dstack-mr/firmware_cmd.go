@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
@@ -16,7 +17,7 @@ func firmwareCommand(log *logrus.Logger) *cli.Command {
 		Usage: "examine an OVMF/TDVF firmware image",
 		Subcommands: []*cli.Command{{
 			Name:      "inspect",
-			Usage:     "list firmware volumes, files, the boot-manager load option (Boot0000) and variables",
+			Usage:     "list firmware volumes, files, Boot0000, variables, the build traits that shape the measurement and the RTMR0 events derived from the image",
 			ArgsUsage: "FIRMWARE",
 			Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"}},
 			Action: func(c *cli.Context) error {
@@ -32,17 +33,45 @@ func firmwareCommand(log *logrus.Logger) *cli.Command {
 				if err != nil {
 					return fmt.Errorf("%s: %w", path, err)
 				}
+				full := firmwareReport{FirmwareReport: rep, Measurement: measurementSupport(data)}
 				if c.Bool("json") {
-					return printJSON(c.App.Writer, rep)
+					return printJSON(c.App.Writer, full)
 				}
-				printFirmwareReport(c.App.Writer, path, rep)
+				printFirmwareReport(c.App.Writer, path, full)
 				return nil
 			},
 		}},
 	}
 }
 
-func printFirmwareReport(w interface{ Write([]byte) (int, error) }, path string, rep *uefi.FirmwareReport) {
+// firmwareReport adds to the volume listing what the measurement makes of the image.
+type firmwareReport struct {
+	*uefi.FirmwareReport
+	Measurement firmwareMeasurement `json:"measurement"`
+}
+
+// firmwareMeasurement says whether dstack-mr can compute this firmware's RTMRs and, when it
+// can, the RTMR0 events that depend on the image alone.
+type firmwareMeasurement struct {
+	Supported bool       `json:"supported"`
+	Error     string     `json:"error,omitempty"`
+	Events    []mr.Event `json:"firmware_events,omitempty"`
+}
+
+func measurementSupport(image []byte) firmwareMeasurement {
+	fw, err := mr.ParseFirmware(image)
+	if err != nil {
+		return firmwareMeasurement{Error: err.Error()}
+	}
+	ev, err := fw.FirmwareEvents()
+	if err != nil {
+		return firmwareMeasurement{Error: err.Error()}
+	}
+	return firmwareMeasurement{Supported: true, Events: ev}
+}
+
+func printFirmwareReport(w interface{ Write([]byte) (int, error) }, path string, full firmwareReport) {
+	rep := full.FirmwareReport
 	fmt.Fprintf(w, "%s: %d bytes, %d firmware volumes\n", path, rep.Size, len(rep.Volumes))
 	for _, v := range rep.Volumes {
 		indent := ""
@@ -70,5 +99,23 @@ func printFirmwareReport(w interface{ Write([]byte) (int, error) }, path string,
 	}
 	for _, u := range rep.Unsupported {
 		fmt.Fprintf(w, "not decoded: %s\n", u)
+	}
+	if t := rep.Traits; t != nil {
+		fmt.Fprintf(w, "measurement traits: CC measurement %t, Secure Boot capable %t, SMM required %t, kernel load options %s\n",
+			t.CCMeasurement, t.SecureBootCapable, t.SMMRequired, t.LoadOptionsForm)
+		for _, e := range t.Evidence {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	} else if rep.TraitsError != "" {
+		fmt.Fprintf(w, "measurement traits: %s\n", rep.TraitsError)
+	}
+	m := full.Measurement
+	if !m.Supported {
+		fmt.Fprintf(w, "RTMR measurement: not supported: %s\n", m.Error)
+		return
+	}
+	fmt.Fprintf(w, "RTMR measurement: supported; RTMR0 events from the image:\n")
+	for _, e := range m.Events {
+		fmt.Fprintf(w, "  %-11s %s  %s\n", e.Label, e.Digest, e.Detail)
 	}
 }

@@ -71,10 +71,10 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 	}
 	fw := <-fwc
 	if fw.err != nil {
-		return nil, fw.err
+		return nil, fmt.Errorf("firmware %s: %w", li.describe.Firmware.Path, fw.err)
 	}
 	if kerr != nil {
-		return nil, kerr
+		return nil, fmt.Errorf("kernel %s: %w", li.describe.Kernel.Path, kerr)
 	}
 	return &mr.Image{Firmware: fw.fw, Kernel: kernel, Cmdline: li.inputs.Cmdline, Initrd: li.inputs.Initrd}, nil
 }

@@ -39,6 +39,7 @@ const (
 	LabelKEK             = "kek"
 	LabelDB              = "db"
 	LabelDBX             = "dbx"
+	LabelDBT             = "dbt"
 	LabelSeparator       = "separator"
 	LabelACPILoader      = "acpi-loader"
 	LabelACPIRSDP        = "acpi-rsdp"
@@ -59,7 +60,7 @@ var (
 	bootVarOrder       = []string{LabelBootOrder, LabelBoot0000}
 	efiActionOrder     = []string{LabelBootAttempt, LabelExitBootSvc, LabelExitBootSvcDone}
 	eventTagOrder      = []string{LabelCmdline, LabelInitrd}
-	secureBootVarNames = map[string]string{"SecureBoot": LabelSecureBoot, "PK": LabelPK, "KEK": LabelKEK, "db": LabelDB, "dbx": LabelDBX}
+	secureBootVarNames = map[string]string{"SecureBoot": LabelSecureBoot, "PK": LabelPK, "KEK": LabelKEK, "db": LabelDB, "dbx": LabelDBX, "dbt": LabelDBT}
 	efiActionLabels    = map[string]string{ActionCallingEFIApp: LabelBootAttempt, ActionExitBootServices: LabelExitBootSvc, ActionExitBootSvcReturn: LabelExitBootSvcDone}
 )
 
