@@ -46,9 +46,9 @@ type Machine struct {
 	// TwoPassAddPages: MRTD with all pages of a section added before any is extended.
 	// nil: the QEMU version's default (two-pass before 9.0).
 	TwoPassAddPages *bool
-	// NoKernelPatch: the firmware measures the kernel file unpatched (QEMU >= 10.2 for
-	// confidential guests, or firmware that reads QEMU's unpatched etc/boot/kernel).
-	NoKernelPatch bool
+	// NoKernelPatch: the firmware measures the kernel file as given, without QEMU's
+	// setup-header patch. nil: derived (KernelPatched).
+	NoKernelPatch *bool
 }
 
 // TwoPass resolves the MRTD page-add order.
@@ -223,14 +223,18 @@ func (im *Image) RTMR1Events(m Machine) ([]Event, error) {
 	if im.Initrd != nil {
 		p.InitrdSize = im.Initrd.Size
 	}
-	d, err := im.Kernel.Digest(p, !m.NoKernelPatch)
+	patched, why, err := im.kernelPatched(m)
+	if err != nil {
+		return nil, err
+	}
+	d, err := im.Kernel.Digest(p, patched)
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	kernel := newEvent(1, EvEFIBootServicesApplication, LabelKernel, d)
-	kernel.Detail = "Authenticode SHA-384 of the bzImage, setup header patched by QEMU"
-	if m.NoKernelPatch {
-		kernel.Detail = "Authenticode SHA-384 of the bzImage as shipped (setup header not patched)"
+	kernel.Detail = "Authenticode SHA-384 of the bzImage as shipped (" + why + ")"
+	if patched {
+		kernel.Detail = "Authenticode SHA-384 of the bzImage, setup header patched by QEMU (" + why + ")"
 	}
 	return []Event{
 		kernel,
@@ -239,6 +243,37 @@ func (im *Image) RTMR1Events(m Machine) ([]Event, error) {
 		newEvent(1, EvEFIAction, LabelExitBS, sha384([]byte(eventlog.ActionExitBootServices))),
 		newEvent(1, EvEFIAction, LabelExitBSReturn, sha384([]byte(eventlog.ActionExitBootSvcReturn))),
 	}, nil
+}
+
+// KernelPatched reports whether the kernel OVMF measures carries QEMU's setup-header patch,
+// and why. QEMU >= 10.2 leaves confidential guests' headers alone ("x86/loader: Don't update
+// kernel header for CoCo VMs"); QEMU >= 10.0 also publishes the file as given in fw_cfg
+// "etc/boot/kernel", which firmware fetching named blobs uses instead of the patched setup
+// item. Machine.NoKernelPatch overrides both.
+func (im *Image) KernelPatched(m Machine) (bool, error) {
+	patched, _, err := im.kernelPatched(m)
+	return patched, err
+}
+
+func (im *Image) kernelPatched(m Machine) (bool, string, error) {
+	if m.NoKernelPatch != nil {
+		return !*m.NoKernelPatch, "as set by the caller", nil
+	}
+	v := m.QEMUVersion
+	if v.AtLeast(10, 2, 0) {
+		return false, "QEMU >= 10.2 does not patch confidential guests' kernels", nil
+	}
+	if v.AtLeast(10, 0, 0) {
+		traits, err := im.Firmware.Traits()
+		if err != nil {
+			return false, "", err
+		}
+		if traits.NamedKernelBlobs {
+			return false, "the firmware reads QEMU >= 10.0's unpatched etc/boot/kernel", nil
+		}
+		return true, "the firmware predates etc/boot/kernel", nil
+	}
+	return true, "QEMU < 10.0", nil
 }
 
 // RTMR2Events returns the Linux EFI stub's tagged events: its LoadOptions, laid out as the

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"unicode/utf16"
 
+	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/pe"
 	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
@@ -341,5 +343,58 @@ func TestLoadOptionsPrefixHardwareVector(t *testing.T) {
 	initrd, _ := hex.DecodeString(initrdDigest)
 	if got := hex.EncodeToString(ReplayRTMR([][]byte{lo, initrd})); got != reportedRTMR2 {
 		t.Errorf("RTMR2 %s, want %s", got, reportedRTMR2)
+	}
+}
+
+// Whether the measured kernel carries QEMU's setup-header patch depends on QEMU and on the
+// firmware: the 2025 OVMF fetches etc/boot/* (QEMU >= 10.0 puts the file as given there), the
+// 2022 one does not.
+func TestKernelPatchedByVersionAndFirmware(t *testing.T) {
+	im := sampleImage(t)
+	old, err := ParseFirmware(readInput(t, otherLayoutFirmware))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imOld := *im
+	imOld.Firmware = old
+	unpatched, err := pe.AuthenticodeSHA384(im.Kernel.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	no, yes := true, false
+	for _, tc := range []struct {
+		name     string
+		im       *Image
+		version  acpi.Version
+		override *bool
+		patched  bool
+	}{
+		{"2025 OVMF, QEMU 9.2", im, acpi.Version{Major: 9, Minor: 2, Micro: 1}, nil, true},
+		{"2025 OVMF, QEMU 10.0", im, acpi.Version{Major: 10}, nil, false},
+		{"2025 OVMF, QEMU 10.1", im, acpi.Version{Major: 10, Minor: 1}, nil, false},
+		{"2025 OVMF, QEMU 10.2", im, acpi.Version{Major: 10, Minor: 2}, nil, false},
+		{"2025 OVMF, QEMU 10.0, patched by request", im, acpi.Version{Major: 10}, &yes, true},
+		{"2025 OVMF, QEMU 9.2, unpatched by request", im, acpi.Version{Major: 9, Minor: 2}, &no, false},
+		{"2022 OVMF, QEMU 10.1", &imOld, acpi.Version{Major: 10, Minor: 1}, nil, true},
+		{"2022 OVMF, QEMU 10.2", &imOld, acpi.Version{Major: 10, Minor: 2}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := sampleMachine(1, 2<<30)
+			m.QEMUVersion, m.NoKernelPatch = tc.version, tc.override
+			got, err := tc.im.KernelPatched(m)
+			if err != nil || got != tc.patched {
+				t.Fatalf("KernelPatched = %t, %v; want %t", got, err, tc.patched)
+			}
+			if tc.im != im {
+				return // RTMR1 of the 2022 firmware is refused with its RTMR0
+			}
+			ev, err := tc.im.RTMR1Events(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if isRaw := ev[0].Digest == hex.EncodeToString(unpatched); isRaw == tc.patched {
+				t.Errorf("kernel event %s (%s): unpatched = %t", ev[0].Digest, ev[0].Detail, isRaw)
+			}
+		})
 	}
 }

@@ -37,6 +37,7 @@
 // So a TDX guest measures the patched kernel only when QEMU is older than
 // 10.2 and either QEMU is older than 10.0 or the firmware predates named
 // blobs. That is a property of the QEMU/firmware pair, decided by the
-// caller; nothing else in the digest changes. The vectors in testdata (QEMU
+// caller (package mr reads the firmware's trait, Image.KernelPatched);
+// nothing else in the digest changes. The vectors in testdata (QEMU
 // 8.2) all measure the patched kernel.
 package pe

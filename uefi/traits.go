@@ -49,6 +49,8 @@ func (f LoadOptionsForm) String() string {
 var (
 	initrdSuffixLiteral = []byte(" initrd=initrd\x00")
 	initrdPrefixLiteral = []byte("initrd=initrd \x00")
+	// QemuKernelFetchNamedBlobs compares fw_cfg file names against this prefix.
+	namedBlobPrefixLiteral = []byte("etc/boot/\x00")
 )
 
 // BootTraits are the build choices of a firmware image that change its TDX RTMR events,
@@ -63,6 +65,10 @@ type BootTraits struct {
 	SecureBootCapable bool `json:"secure_boot_capable"`
 	// SMMRequired: built with SMM_REQUIRE (variables in SMM). TDX guests have no SMM.
 	SMMRequired bool `json:"smm_required"`
+	// NamedKernelBlobs: the kernel loader fetches QEMU's "etc/boot/*" fw_cfg files first
+	// (QemuKernelFetchNamedBlobs). QEMU >= 10.0 publishes the kernel file there as given,
+	// so such firmware measures the kernel without QEMU's setup-header patch.
+	NamedKernelBlobs bool `json:"named_kernel_blobs"`
 	// LoadOptions is where the kernel loader puts "initrd=initrd"; 0 when the image has no
 	// recognisable QEMU kernel loader.
 	LoadOptions LoadOptionsForm `json:"-"`
@@ -115,7 +121,7 @@ func (fw *Firmware) BootTraits() (*BootTraits, error) {
 			config != nil, authLib, ErrNotSupported)
 	}
 
-	var suffixIn, prefixIn []string
+	var suffixIn, prefixIn, namedIn []string
 	for _, v := range fw.Volumes {
 		for _, f := range v.Files {
 			pe := firstSection(f.Sections, SectionPE32)
@@ -127,6 +133,9 @@ func (fw *Firmware) BootTraits() (*BootTraits, error) {
 			}
 			if bytes.Contains(pe, initrdPrefixLiteral) {
 				prefixIn = append(prefixIn, describeFile(f))
+			}
+			if bytes.Contains(pe, namedBlobPrefixLiteral) {
+				namedIn = append(namedIn, describeFile(f))
 			}
 		}
 	}
@@ -144,6 +153,11 @@ func (fw *Firmware) BootTraits() (*BootTraits, error) {
 		t.Evidence = append(t.Evidence, "kernel load options: no QEMU kernel loader literal found")
 	}
 	t.LoadOptionsForm = t.LoadOptions.String()
+	if t.NamedKernelBlobs = len(namedIn) > 0; t.NamedKernelBlobs {
+		t.Evidence = append(t.Evidence, fmt.Sprintf("named kernel blobs: %q in %s", namedBlobPrefixLiteral[:len(namedBlobPrefixLiteral)-1], strings.Join(namedIn, ", ")))
+	} else {
+		t.Evidence = append(t.Evidence, "no named kernel blobs: the kernel loader reads only QEMU's setup and kernel items")
+	}
 	return t, nil
 }
 

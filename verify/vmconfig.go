@@ -231,7 +231,7 @@ func (vm *VMConfig) Machine() (*mr.Machine, error) {
 	// two-pass option unchanged; real configs say false on QEMU 9.x, whose default is
 	// single-pass. Follow the verifier of record so both accept the same quotes.
 	m.TwoPassAddPages = vm.QEMUSinglePassAddPages
-	// QEMU 10.2 stopped patching confidential guests' kernel setup headers.
-	m.NoKernelPatch = ver.AtLeast(10, 2, 0)
+	// Whether the kernel is measured patched follows from the QEMU version and the firmware
+	// (mr.Image.KernelPatched).
 	return m, nil
 }

@@ -37,8 +37,8 @@ func machineFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "hugepages", Category: machineCategory, Usage: "hugepages backing (NUMA node, pxb-pcie expander, SRAT)"},
 		&cli.StringFlag{Name: "host-share-mode", Value: "9p", Category: machineCategory,
 			Usage: "how the host config is shared: 9p or vvfat"},
-		&cli.BoolFlag{Name: "no-kernel-patch", Category: machineCategory, DefaultText: "true from QEMU 10.2",
-			Usage: "measure the kernel without QEMU's setup-header patch: QEMU >= 10.2 no longer patches it for TDX guests; OVMF that reads QEMU >= 10.0's unpatched etc/boot/kernel also measures it unpatched"},
+		&cli.BoolFlag{Name: "no-kernel-patch", Category: machineCategory, DefaultText: "from QEMU version and firmware",
+			Usage: "measure the kernel without QEMU's setup-header patch. Default: unpatched from QEMU 10.2 (no patch for TDX guests) and from QEMU 10.0 when the firmware reads QEMU's unpatched etc/boot/kernel; patched otherwise"},
 	}
 }
 
@@ -46,7 +46,7 @@ func machineFlags() []cli.Flag {
 type machineShape struct {
 	Config        acpi.MachineConfig
 	TwoPass       *bool
-	NoKernelPatch bool
+	NoKernelPatch *bool // nil: derived from the QEMU version and the firmware
 }
 
 // machineShapes expands the --cpu and --memory lists into every combination, CPUs outermost.
@@ -134,11 +134,9 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 		tp := c.Bool("two-pass-add-pages")
 		s.TwoPass = &tp
 	}
-	// QEMU 10.2 stopped patching the setup header of confidential guests' kernels
-	// ("x86/loader: Don't update kernel header for CoCo VMs").
-	s.NoKernelPatch = v.AtLeast(10, 2, 0)
 	if c.IsSet("no-kernel-patch") {
-		s.NoKernelPatch = c.Bool("no-kernel-patch")
+		nkp := c.Bool("no-kernel-patch")
+		s.NoKernelPatch = &nkp
 	}
 	return s, nil
 }

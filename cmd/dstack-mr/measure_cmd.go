@@ -85,7 +85,7 @@ type machineJSON struct {
 	KernelPatched    bool    `json:"kernel_setup_header_patched"`
 }
 
-func describeMachine(m *mr.Machine) machineJSON {
+func describeMachine(m *mr.Machine, kernelPatched bool) machineJSON {
 	j := machineJSON{
 		QEMUVersion:      m.QEMUVersion.String(),
 		TwoPassAddPages:  m.TwoPass(),
@@ -99,7 +99,7 @@ func describeMachine(m *mr.Machine) machineJSON {
 		RootVerity:       m.RootVerity,
 		Hugepages:        m.Hugepages,
 		HostShareMode:    string(m.HostShareMode),
-		KernelPatched:    !m.NoKernelPatch,
+		KernelPatched:    kernelPatched,
 	}
 	if m.PCIHole64SizeSet {
 		v := m.PCIHole64Size
@@ -127,6 +127,10 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 			defer func() { <-sem }()
 			m := mr.Machine{MachineConfig: shapes[i].Config, TwoPassAddPages: shapes[i].TwoPass, NoKernelPatch: shapes[i].NoKernelPatch}
 			res, err := prepared.Measure(m)
+			var patched bool
+			if err == nil {
+				patched, err = prepared.KernelPatched(m)
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("cpu %d, memory %s: %w", m.CPUs, formatSize(m.MemoryBytes), err)
 				return
@@ -134,7 +138,7 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 			results[i] = measureResult{
 				MRTD: res.MRTD, RTMR0: res.RTMR0, RTMR1: res.RTMR1, RTMR2: res.RTMR2,
 				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
-				Machine: describeMachine(&m), EventLog: res.EventLog,
+				Machine: describeMachine(&m, patched), EventLog: res.EventLog,
 				Inputs: img.describe, OSImageHash: img.osImageHash,
 			}
 		}(i)
