@@ -55,7 +55,12 @@ func Inspect(image []byte) (*FirmwareReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &FirmwareReport{Size: len(image), Unsupported: fw.Unsupported, Variables: []VariableBrief{}}
+	return fw.Inspect(len(image)), nil
+}
+
+// Inspect reports on an image already parsed; size is the image's length.
+func (fw *Firmware) Inspect(size int) *FirmwareReport {
+	r := &FirmwareReport{Size: size, Unsupported: fw.Unsupported, Variables: []VariableBrief{}}
 	for _, v := range fw.Volumes {
 		vr := VolumeReport{
 			Offset: v.Offset, Size: v.Length, FileSystem: v.FileSystem, Name: v.Name,
@@ -94,7 +99,7 @@ func Inspect(image []byte) (*FirmwareReport, error) {
 	for _, v := range vars {
 		r.Variables = append(r.Variables, VariableBrief{v.VendorGUID, v.Name, v.Attributes, len(v.Data)})
 	}
-	return r, nil
+	return r
 }
 
 var fileTypeNames = map[uint8]string{

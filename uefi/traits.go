@@ -182,6 +182,11 @@ func AnalyzeBoot(image []byte) (*BootAnalysis, error) {
 	if err != nil {
 		return nil, err
 	}
+	return fw.AnalyzeBoot()
+}
+
+// AnalyzeBoot is the package-level AnalyzeBoot for an image already parsed.
+func (fw *Firmware) AnalyzeBoot() (*BootAnalysis, error) {
 	t, err := fw.BootTraits()
 	if err != nil {
 		return nil, err

@@ -29,11 +29,11 @@ func firmwareCommand(log *logrus.Logger) *cli.Command {
 				if err != nil {
 					return err
 				}
-				rep, err := uefi.Inspect(data)
+				fw, err := uefi.Parse(data)
 				if err != nil {
 					return fmt.Errorf("%s: %w", path, err)
 				}
-				full := firmwareReport{FirmwareReport: rep, Measurement: measurementSupport(data)}
+				full := firmwareReport{FirmwareReport: fw.Inspect(len(data)), Measurement: measurementSupport(data, fw)}
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, full)
 				}
@@ -58,8 +58,12 @@ type firmwareMeasurement struct {
 	Events    []mr.Event `json:"firmware_events,omitempty"`
 }
 
-func measurementSupport(image []byte) firmwareMeasurement {
-	fw, err := mr.ParseFirmware(image)
+// measurementSupport reuses the volumes parsed for the listing (decompressing the DXE volume
+// is the slow part).
+func measurementSupport(image []byte, parsed *uefi.Firmware) firmwareMeasurement {
+	fw, err := mr.ParseFirmwareWith(image, mr.FirmwareOptions{
+		Analyze: func([]byte) (*uefi.BootAnalysis, error) { return parsed.AnalyzeBoot() },
+	})
 	if err != nil {
 		return firmwareMeasurement{Error: err.Error()}
 	}
