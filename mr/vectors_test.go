@@ -2,17 +2,16 @@ package mr
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"github.com/dstack-mr/dstack-mr/internal/testvectors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
 	"github.com/dstack-mr/dstack-mr/uefi"
@@ -47,18 +46,16 @@ func readInput(t testing.TB, name string) []byte {
 		filepath.Join(sampleDir, name), filepath.Join(vectorsDir, name),
 		filepath.Join(sampleDir, name+".gz"), filepath.Join(vectorsDir, name+".gz"),
 	} {
-		b, err := os.ReadFile(p)
-		if err != nil {
+		if _, err := os.Stat(p); err != nil {
 			continue
 		}
+		read := os.ReadFile
 		if strings.HasSuffix(p, ".gz") && !strings.HasSuffix(name, ".gz") {
-			zr, err := gzip.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b, err = io.ReadAll(zr); err != nil {
-				t.Fatal(err)
-			}
+			read = testvectors.ReadGzip
+		}
+		b, err := read(p)
+		if err != nil {
+			t.Fatal(err)
 		}
 		data = b
 		break

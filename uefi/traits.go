@@ -142,10 +142,10 @@ func (fw *Firmware) BootTraits() (*BootTraits, error) {
 	switch {
 	case len(suffixIn) > 0 && len(prefixIn) == 0:
 		t.LoadOptions = InitrdSuffix
-		t.Evidence = append(t.Evidence, fmt.Sprintf("kernel load options %s: %q in %s", t.LoadOptions, initrdSuffixLiteral[:len(initrdSuffixLiteral)-1], strings.Join(suffixIn, ", ")))
+		t.Evidence = append(t.Evidence, fmt.Sprintf("kernel load options %s: %q in %s", t.LoadOptions, cString(initrdSuffixLiteral), strings.Join(suffixIn, ", ")))
 	case len(prefixIn) > 0 && len(suffixIn) == 0:
 		t.LoadOptions = InitrdPrefix
-		t.Evidence = append(t.Evidence, fmt.Sprintf("kernel load options %s: %q in %s", t.LoadOptions, initrdPrefixLiteral[:len(initrdPrefixLiteral)-1], strings.Join(prefixIn, ", ")))
+		t.Evidence = append(t.Evidence, fmt.Sprintf("kernel load options %s: %q in %s", t.LoadOptions, cString(initrdPrefixLiteral), strings.Join(prefixIn, ", ")))
 	case len(prefixIn) > 0:
 		return nil, fmt.Errorf("uefi: the firmware holds both kernel load-option layouts (suffix in %s, prefix in %s): %w",
 			strings.Join(suffixIn, ", "), strings.Join(prefixIn, ", "), ErrNotSupported)
@@ -154,12 +154,15 @@ func (fw *Firmware) BootTraits() (*BootTraits, error) {
 	}
 	t.LoadOptionsForm = t.LoadOptions.String()
 	if t.NamedKernelBlobs = len(namedIn) > 0; t.NamedKernelBlobs {
-		t.Evidence = append(t.Evidence, fmt.Sprintf("named kernel blobs: %q in %s", namedBlobPrefixLiteral[:len(namedBlobPrefixLiteral)-1], strings.Join(namedIn, ", ")))
+		t.Evidence = append(t.Evidence, fmt.Sprintf("named kernel blobs: %q in %s", cString(namedBlobPrefixLiteral), strings.Join(namedIn, ", ")))
 	} else {
 		t.Evidence = append(t.Evidence, "no named kernel blobs: the kernel loader reads only QEMU's setup and kernel items")
 	}
 	return t, nil
 }
+
+// cString is a NUL-terminated literal without its NUL, for reports.
+func cString(b []byte) string { return string(bytes.TrimSuffix(b, []byte{0})) }
 
 func describeFile(f *File) string {
 	if f.UIName != "" {

@@ -8,12 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/uefi")
@@ -52,18 +53,13 @@ func loadImage(t testing.TB, path string) []byte {
 	if b, ok := imageCache.Load(path); ok {
 		return b.([]byte)
 	}
-	b, err := os.ReadFile(path)
+	read := os.ReadFile
+	if strings.HasSuffix(path, ".gz") {
+		read = testvectors.ReadGzip
+	}
+	b, err := read(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b, err = io.ReadAll(zr); err != nil {
-			t.Fatal(err)
-		}
 	}
 	imageCache.Store(path, b)
 	return b

@@ -1,5 +1,6 @@
-// Package testvectors reads testdata/vectors/expected-kv.jsonl, the end-to-end reference
-// measurements (provenance: testdata/README.md), for the tests of several packages.
+// Package testvectors reads test data shared by several packages' tests:
+// testdata/vectors/expected-kv.jsonl, the end-to-end reference measurements (provenance:
+// testdata/README.md), and the gzip'd firmware inputs.
 package testvectors
 
 import (
