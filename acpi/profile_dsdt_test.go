@@ -2,6 +2,7 @@ package acpi
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"testing"
 )
@@ -39,8 +40,8 @@ func amlMethod(t *testing.T, blob []byte, name string) []byte {
 // TestCPUScanMethodAgainstQEMUTestBlobs checks CSCN, the one DSDT method QEMU 10.0 changed for
 // dstack's machine (qemu/qemu@8aa35bebee, remove events queued in CEJL), against the q35 DSDT
 // that QEMU's own test suite expects (tests/data/acpi/x86/q35/DSDT) before and after that
-// change: real QEMU output, not written here. The test machine's vCPU count only appears as
-// the scan bound, so the method must match for exactly one count.
+// change, and at 11.0.3: real QEMU output, not written here. The test machine's vCPU count only
+// appears as the scan bound, so the method must match for exactly one count.
 func TestCPUScanMethodAgainstQEMUTestBlobs(t *testing.T) {
 	for _, tc := range []struct {
 		file      string
@@ -48,6 +49,7 @@ func TestCPUScanMethodAgainstQEMUTestBlobs(t *testing.T) {
 	}{
 		{"../testdata/acpi-profiles/qemu-q35-DSDT-before-cpuhp-ej-list.aml", false},
 		{"../testdata/acpi-profiles/qemu-q35-DSDT-10.1.0-rc0.aml", true},
+		{"../testdata/acpi-profiles/qemu-q35-DSDT-11.0.3.aml", true},
 	} {
 		blob, err := os.ReadFile(tc.file)
 		if err != nil {
@@ -100,31 +102,106 @@ func TestProfile10DSDTSize(t *testing.T) {
 	t.Logf("%d shapes rebuilt as 10.0/10.1/10.2", checked)
 }
 
-// TestProfile11DSDTDropsLegacyINI: 11.0 (fork acpi_dump_compat_before(11,0,0) in build_cpus_aml;
-// "pc: Start with modern CPU hotplug interface by default") drops exactly PRES's
-// Method (_INI, 0, Serialized) { CSEL = Zero } = 14 0C 5F494E49 08 70 00 4353454C (13 bytes),
-// plus at most the PkgLength bytes of the enclosing PRES/_SB/DSDT that shrink with it.
-// Source: kvinwang/qemu-tdx@72bedd9c51 hw/acpi/cpu.c guards _INI with acpi_dump_compat_before(11, 0, 0).
-func TestProfile11DSDTDropsLegacyINI(t *testing.T) {
-	ini := []byte{0x14, 0x0C, '_', 'I', 'N', 'I', 0x08, 0x70, 0x00, 'C', 'S', 'E', 'L'}
-	for _, n := range []int{1, 8, 300} {
-		c10 := testConfig()
-		c10.CPUs, c10.QEMUVersion = n, Version{10, 2, 1}
-		c11 := c10
-		c11.QEMUVersion = Version{11, 0, 0}
-		d10, err := buildDSDT(&c10)
+// legacyINI is PRES's Method (_INI, 0, Serialized) { CSEL = Zero }, which QEMU 11.0 dropped.
+var legacyINI = []byte{0x14, 0x0C, '_', 'I', 'N', 'I', 0x08, 0x70, 0x00, 'C', 'S', 'E', 'L'}
+
+// TestCPUHotplugRegisterDeviceAgainstQEMUTestBlobs: the whole \_SB.PCI0.PRES device as built
+// here appears in QEMU's own expected q35 DSDT, with _INI up to 10.2 and without it from 11.0
+// (QEMU 11.0.3 hw/acpi/cpu.c: has_legacy_cphp and the _INI it guarded are gone), and the other
+// variant does not.
+func TestCPUHotplugRegisterDeviceAgainstQEMUTestBlobs(t *testing.T) {
+	for _, tc := range []struct {
+		file      string
+		legacyINI bool
+	}{
+		{"../testdata/acpi-profiles/qemu-q35-DSDT-before-cpuhp-ej-list.aml", true},
+		{"../testdata/acpi-profiles/qemu-q35-DSDT-10.1.0-rc0.aml", true},
+		{"../testdata/acpi-profiles/qemu-q35-DSDT-11.0.3.aml", false},
+	} {
+		blob, err := os.ReadFile(tc.file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		d11, err := buildDSDT(&c11)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Count(d10, ini) != 1 || bytes.Contains(d11, ini) {
-			t.Errorf("%d vCPUs: _INI in 10.2 %d times, in 11.0 %v", n, bytes.Count(d10, ini), bytes.Contains(d11, ini))
-		}
-		if d := len(d10) - len(d11); d < 13 || d > 16 {
-			t.Errorf("%d vCPUs: 11.0 DSDT is %d bytes smaller, want 13 plus PkgLength shrink", n, d)
+		for _, legacy := range []bool{true, false} {
+			opts := q35CPUHotplugFeatures
+			opts.hasLegacyCPHP = legacy
+			dev := cpuHotplugResourceDevice(opts).Bytes()
+			if found := bytes.Contains(blob, dev); found != (legacy == tc.legacyINI) {
+				t.Errorf("%s: PRES with _INI=%v found %v", tc.file, legacy, found)
+			}
 		}
 	}
+}
+
+// sameDSDTWithoutINI reports how old (with PRES._INI) and new (without) differ: new must be old
+// with the 13 _INI bytes cut, apart from the header's length and checksum and the PkgLength
+// bytes of the objects enclosing _INI, which all lie before it. It returns the number of those
+// PkgLength bytes that changed.
+func sameDSDTWithoutINI(old, new []byte) (pkgLengthBytes int, err error) {
+	if bytes.Count(old, legacyINI) != 1 || bytes.Contains(new, legacyINI) {
+		return 0, fmt.Errorf("_INI %d times before, %v after", bytes.Count(old, legacyINI), bytes.Contains(new, legacyINI))
+	}
+	at := bytes.Index(old, legacyINI)
+	cut := append(append([]byte{}, old[:at]...), old[at+len(legacyINI):]...)
+	if len(cut) != len(new) {
+		return 0, fmt.Errorf("%d bytes after cutting _INI, want %d", len(cut), len(new))
+	}
+	for i := range new {
+		if cut[i] == new[i] || (i >= 4 && i < 8) || i == 9 { // length and checksum
+			continue
+		}
+		if i < tableHeaderLen || i >= at {
+			return 0, fmt.Errorf("byte %#x differs (_INI at %#x)", i, at)
+		}
+		pkgLengthBytes++
+	}
+	if pkgLengthBytes > 6 {
+		return 0, fmt.Errorf("%d bytes before _INI differ, more than the PkgLengths of PRES and Scope(_SB)", pkgLengthBytes)
+	}
+	return pkgLengthBytes, nil
+}
+
+// TestProfile11DSDT: QEMU's own expected q35 DSDT went from 10.2.2 (byte-identical to
+// 10.1.0-rc0's) to 11.0.3 by exactly the _INI cut, and so must this package's DSDT for every
+// dstack shape of the 9.2.1 oracle rebuilt as 10.2 and 11.0.
+func TestProfile11DSDT(t *testing.T) {
+	old, err := os.ReadFile("../testdata/acpi-profiles/qemu-q35-DSDT-10.1.0-rc0.aml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	new, err := os.ReadFile("../testdata/acpi-profiles/qemu-q35-DSDT-11.0.3.aml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sameDSDTWithoutINI(old, new); err != nil {
+		t.Fatalf("QEMU's test DSDTs 10.2 -> 11.0: %v", err)
+	}
+	checked := 0
+	for _, c := range loadOracle(t) {
+		if c.Error != "" || c.Config.QEMUVersion != "9.2.1" {
+			continue
+		}
+		cfg := c.machine(t)
+		if cfg.PICEnabled() || cfg.SMM {
+			continue // refused by TDX from 10.1
+		}
+		cfg.QEMUVersion = Version{10, 2, 1}
+		d10, err := buildDSDT(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.QEMUVersion = Version{11, 0, 3}
+		d11, err := buildDSDT(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sameDSDTWithoutINI(d10, d11); err != nil {
+			t.Errorf("%s 10.2 -> 11.0: %v", c.name(), err)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no oracle shape checked")
+	}
+	t.Logf("%d shapes rebuilt as 10.2 and 11.0", checked)
 }

@@ -72,8 +72,9 @@ func TestSupportedProfile(t *testing.T) {
 		wantErr bool
 	}{
 		{Version{8, 0, 0}, false}, {Version{9, 1, 0}, false}, {Version{9, 2, 1}, false},
-		{Version{10, 0, 0}, true}, {Version{10, 2, 1}, true}, {Version{11, 0, 0}, true},
-		{Version{11, 1, 0}, true}, {Version{11, 2, 0}, true}, {Version{12, 0, 0}, true},
+		{Version{10, 0, 0}, false}, {Version{10, 2, 1}, false}, {Version{11, 0, 0}, false},
+		{Version{11, 0, 3}, false}, {Version{11, 1, 0}, true}, {Version{11, 2, 0}, true},
+		{Version{12, 0, 0}, true},
 	} {
 		p, err := supportedProfile(tc.v)
 		if !tc.wantErr {

@@ -20,7 +20,7 @@ func machineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "2G", Category: machineCategory,
 			Usage: "guest memory: bytes or K/M/G/T (binary); a comma-separated list measures several shapes"},
 		&cli.StringFlag{Name: "qemu-version", Value: "9.1.0", Category: machineCategory,
-			Usage: "QEMU version X.Y.Z the VM runs on: 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off"},
+			Usage: "QEMU version X.Y.Z the VM runs on, 8.0 to 11.0.x: 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off"},
 		&cli.BoolFlag{Name: "two-pass-add-pages", Category: machineCategory, DefaultText: "from --qemu-version",
 			Usage: "override the QEMU version's MRTD page-add order (true: all pages first, as QEMU 8.x)"},
 		&cli.BoolFlag{Name: "pic", Category: machineCategory, DefaultText: "from --qemu-version", Usage: "override the QEMU version's PIC default"},
