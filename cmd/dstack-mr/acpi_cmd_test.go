@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
+)
+
+// oracleShape is the part of a testdata/acpi-oracle index line the CLI test needs.
+type oracleShape struct {
+	Config struct {
+		ID               int     `json:"id"`
+		CPU              int     `json:"cpu"`
+		MemoryMB         uint64  `json:"memory_mb"`
+		NumNICs          int     `json:"num_nics"`
+		NumVerityVolumes int     `json:"num_verity_volumes"`
+		NumGPUs          int     `json:"num_gpus"`
+		NumNVSwitches    int     `json:"num_nvswitches"`
+		HotplugOff       bool    `json:"hotplug_off"`
+		PCIHole64Size    *uint64 `json:"pci_hole64_size"`
+		SMM              bool    `json:"smm"`
+		PIC              *bool   `json:"pic"`
+		RootVerity       bool    `json:"root_verity"`
+		HostShareMode    string  `json:"host_share_mode"`
+		QEMUVersion      string  `json:"qemu_version"`
+		Hugepages        bool    `json:"hugepages"`
+		HugepagesBackend string  `json:"hugepages_backend"`
+	} `json:"config"`
+	SHA384     map[string]string `json:"sha384"`
+	TablesList [][3]any          `json:"tables_list"`
+	Error      string            `json:"error"`
+}
+
+func (o oracleShape) args() []string {
+	c := o.Config
+	a := []string{"acpi",
+		"--cpu", strconv.Itoa(c.CPU),
+		"--memory", fmt.Sprintf("%dM", c.MemoryMB),
+		"--qemu-version", c.QEMUVersion,
+		"--num-nics", strconv.Itoa(c.NumNICs),
+		"--num-verity-volumes", strconv.Itoa(c.NumVerityVolumes),
+		"--num-gpus", strconv.Itoa(c.NumGPUs),
+		"--num-nvswitches", strconv.Itoa(c.NumNVSwitches),
+		"--hotplug-off=" + strconv.FormatBool(c.HotplugOff),
+		"--smm=" + strconv.FormatBool(c.SMM),
+		"--root-verity=" + strconv.FormatBool(c.RootVerity),
+		"--hugepages=" + strconv.FormatBool(c.Hugepages),
+		"--host-share-mode", c.HostShareMode,
+	}
+	if c.PIC != nil {
+		a = append(a, "--pic="+strconv.FormatBool(*c.PIC))
+	}
+	if c.PCIHole64Size != nil {
+		a = append(a, "--pci-hole64-size", strconv.FormatUint(*c.PCIHole64Size, 10))
+	}
+	return a
+}
+
+// want is what the firmware really receives: QEMU's own loader and RSDP where the index keeps
+// them apart from the synthesized ones.
+func (o oracleShape) want(blob string) string {
+	if s, ok := o.SHA384["qemu_"+blob]; ok {
+		return s
+	}
+	return o.SHA384[blob]
+}
+
+// cliOracleShapes picks a spread of the real-QEMU shapes the CLI can express: every 40th one
+// plus every hugepages (SRAT, pxb-pcie) shape QEMU built.
+func cliOracleShapes(t *testing.T) []oracleShape {
+	t.Helper()
+	raw, err := testvectors.ReadGzip("../../testdata/acpi-oracle/index.jsonl.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []oracleShape
+	sc := bufio.NewScanner(strings.NewReader(string(raw)))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var o oracleShape
+		if err := json.Unmarshal(sc.Bytes(), &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.Error != "" || (o.Config.HugepagesBackend != "" && o.Config.HugepagesBackend != "plain") {
+			continue
+		}
+		if o.Config.ID%40 == 0 || o.Config.Hugepages {
+			out = append(out, o)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) < 20 {
+		t.Fatalf("only %d oracle shapes picked", len(out))
+	}
+	return out
+}
+
+// TestACPICommandAgainstOracle: `dstack-mr acpi --json --out DIR`, driven by the same flags a
+// user types, prints and writes the blobs a real QEMU produced for that shape.
+func TestACPICommandAgainstOracle(t *testing.T) {
+	for _, o := range cliOracleShapes(t) {
+		t.Run(fmt.Sprintf("%d-cpu%d-%s", o.Config.ID, o.Config.CPU, o.Config.QEMUVersion), func(t *testing.T) {
+			dir := t.TempDir()
+			code, stdout, stderr := runCLI(append(o.args(), "--json", "--out", dir)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var res acpiResult
+			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+				t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+			}
+			for _, b := range []struct{ name, got, file string }{
+				{"tables", res.TablesSHA384, "tables.bin"},
+				{"rsdp", res.RSDPSHA384, "rsdp.bin"},
+				{"loader", res.LoaderSHA384, "loader.bin"},
+			} {
+				if b.got != o.want(b.name) {
+					t.Errorf("%s_sha384 %s, real QEMU %s", b.name, b.got, o.want(b.name))
+				}
+				data, err := os.ReadFile(filepath.Join(dir, b.file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sha384Hex(data) != b.got {
+					t.Errorf("%s does not hash to the printed %s_sha384", b.file, b.name)
+				}
+			}
+			if len(res.Tables) != len(o.TablesList) {
+				t.Fatalf("%d tables listed, real QEMU has %d", len(res.Tables), len(o.TablesList))
+			}
+			for i, e := range o.TablesList {
+				got := res.Tables[i]
+				if got.Signature != e[0] || float64(got.Offset) != e[1] || float64(got.Length) != e[2] {
+					t.Errorf("table %d: %+v, real QEMU %v", i, got, e)
+				}
+			}
+		})
+	}
+}
+
+// A QEMU release whose ACPI output is not settled is refused: non-zero exit, the reason on
+// stderr, nothing on stdout and nothing written.
+func TestACPICommandRefusesUnsettledQEMU(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	code, stdout, stderr := runCLI("acpi", "--qemu-version", "11.1.0", "--json", "--out", dir)
+	if code == 0 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q: want a failure with no output", code, stdout)
+	}
+	if !strings.Contains(stderr, "11.1.0") || !strings.Contains(stderr, "not supported yet") {
+		t.Errorf("stderr %q does not name the version and the refusal", stderr)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("--out directory created on failure (%v)", err)
+	}
+	code, _, stderr = runCLI("acpi", "--qemu-version", "11.0.3", "--json")
+	if code != 0 {
+		t.Errorf("11.0.3: exit %d: %s", code, stderr)
+	}
+}
