@@ -128,15 +128,29 @@ func storeOf(t *testing.T, name string) []byte {
 	return readInput(t, name)[:cfvSize4M]
 }
 
+// measureFirmware measures the sample image with another firmware image. The Secure Boot
+// variable events checked with it come from TdTcg2Dxe whatever SEC measured before, but the
+// only Secure Boot TDX image at hand (Debian sid's) also measures QEMU fw_cfg items, whose
+// events are not modelled and make the real measurement refuse (TestBootTraitsRealFirmware).
+// The tests here therefore look at the variable events with that one trait cleared.
 func measureFirmware(t *testing.T, image []byte) (*Measurement, error) {
 	t.Helper()
-	fw, err := ParseFirmware(image)
+	fw, err := ParseFirmwareWith(image, FirmwareOptions{Analyze: withoutFwCfgMeasurement})
 	if err != nil {
 		t.Fatal(err)
 	}
 	im := *sampleImage(t)
 	im.Firmware = fw
 	return im.Measure(sampleMachine(2, 2<<30))
+}
+
+func withoutFwCfgMeasurement(image []byte) (*uefi.BootAnalysis, error) {
+	a, err := uefi.AnalyzeBoot(image)
+	if err != nil {
+		return nil, err
+	}
+	a.Traits.FwCfgMeasurement = false
+	return a, nil
 }
 
 func eventsLabelled(log []Event, imr int) map[string]Event {
@@ -153,12 +167,13 @@ func TestBootTraitsRealFirmware(t *testing.T) {
 	for _, tc := range []struct {
 		firmware          string
 		cc, secureBoot    bool
+		fwCfg             bool
 		loadOptions       uefi.LoadOptionsForm
 		measureErrContain string
 	}{
-		{firmware2025, true, false, uefi.InitrdSuffix, ""},
-		{otherLayoutFirmware, false, true, uefi.InitrdSuffix, "TdTcg2Dxe"},
-		{firmwareTDXSecureBoot, true, true, uefi.InitrdPrefix, "enforces Secure Boot"},
+		{firmware2025, true, false, false, uefi.InitrdSuffix, ""},
+		{otherLayoutFirmware, false, true, false, uefi.InitrdSuffix, "TdTcg2Dxe"},
+		{firmwareTDXSecureBoot, true, true, true, uefi.InitrdPrefix, "fw_cfg"},
 	} {
 		t.Run(tc.firmware, func(t *testing.T) {
 			fw, err := ParseFirmware(readInput(t, tc.firmware))
@@ -169,7 +184,8 @@ func TestBootTraitsRealFirmware(t *testing.T) {
 			if tr == nil {
 				t.Fatal(err)
 			}
-			if tr.CCMeasurement != tc.cc || tr.SecureBootCapable != tc.secureBoot || tr.LoadOptions != tc.loadOptions || tr.SMMRequired {
+			if tr.CCMeasurement != tc.cc || tr.SecureBootCapable != tc.secureBoot || tr.FwCfgMeasurement != tc.fwCfg ||
+				tr.LoadOptions != tc.loadOptions || tr.SMMRequired {
 				t.Errorf("traits %+v", tr)
 			}
 			_, err = fw.fixedRTMR0()

@@ -51,6 +51,9 @@ var (
 	initrdPrefixLiteral = []byte("initrd=initrd \x00")
 	// QemuKernelFetchNamedBlobs compares fw_cfg file names against this prefix.
 	namedBlobPrefixLiteral = []byte("etc/boot/\x00")
+	// The event description QemuFwCfgLib's fw_cfg cache (edk2 after stable202502,
+	// QemuFwCfgCacheInit.c) logs with each QEMU fw_cfg item it measures into RTMR0.
+	fwCfgMeasurementLiteral = []byte("QEMU FW CFG\x00")
 )
 
 // BootTraits are the build choices of a firmware image that change its TDX RTMR events,
@@ -69,6 +72,11 @@ type BootTraits struct {
 	// (QemuKernelFetchNamedBlobs). QEMU >= 10.0 publishes the kernel file there as given,
 	// so such firmware measures the kernel without QEMU's setup-header patch.
 	NamedKernelBlobs bool `json:"named_kernel_blobs"`
+	// FwCfgMeasurement: SEC caches QEMU's fw_cfg items and measures several of them
+	// (extra PCI roots, BootMenu, bootorder, ...) into RTMR0 as EV_PLATFORM_CONFIG_FLAGS
+	// events. Firmware with this cache also changes BDS (more Boot#### options, an
+	// EV_EFI_VARIABLE_AUTHORITY event).
+	FwCfgMeasurement bool `json:"fw_cfg_measurement"`
 	// LoadOptions is where the kernel loader puts "initrd=initrd"; 0 when the image has no
 	// recognisable QEMU kernel loader.
 	LoadOptions LoadOptionsForm `json:"-"`
@@ -121,12 +129,15 @@ func (fw *Firmware) BootTraits() (*BootTraits, error) {
 			config != nil, authLib, ErrNotSupported)
 	}
 
-	var suffixIn, prefixIn, namedIn []string
+	var suffixIn, prefixIn, namedIn, fwCfgIn []string
 	for _, v := range fw.Volumes {
 		for _, f := range v.Files {
 			pe := firstSection(f.Sections, SectionPE32)
 			if pe == nil {
 				continue
+			}
+			if bytes.Contains(pe, fwCfgMeasurementLiteral) {
+				fwCfgIn = append(fwCfgIn, describeFile(f))
 			}
 			if bytes.Contains(pe, initrdSuffixLiteral) {
 				suffixIn = append(suffixIn, describeFile(f))
@@ -153,6 +164,11 @@ func (fw *Firmware) BootTraits() (*BootTraits, error) {
 		t.Evidence = append(t.Evidence, "kernel load options: no QEMU kernel loader literal found")
 	}
 	t.LoadOptionsForm = t.LoadOptions.String()
+	if t.FwCfgMeasurement = len(fwCfgIn) > 0; t.FwCfgMeasurement {
+		t.Evidence = append(t.Evidence, fmt.Sprintf("fw_cfg measurement: %q in %s", cString(fwCfgMeasurementLiteral), strings.Join(fwCfgIn, ", ")))
+	} else {
+		t.Evidence = append(t.Evidence, "no fw_cfg measurement: no QemuFwCfgLib cache measures QEMU's fw_cfg items")
+	}
 	if t.NamedKernelBlobs = len(namedIn) > 0; t.NamedKernelBlobs {
 		t.Evidence = append(t.Evidence, fmt.Sprintf("named kernel blobs: %q in %s", cString(namedBlobPrefixLiteral), strings.Join(namedIn, ", ")))
 	} else {

@@ -32,7 +32,7 @@ func TestFirmwareInspectMeasurement(t *testing.T) {
 		contains   string
 	}{
 		{"sample", filepath.Join(sampleDir, "ovmf-debian-2025.02-8+deb13u1.fd"), true, ""},
-		{"secure boot enforced", secureBoot, false, "enforces Secure Boot"},
+		{"edk2 after stable202502 (fw_cfg measurement, Secure Boot)", secureBoot, false, "fw_cfg"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI("firmware", "inspect", tc.path, "--json")
