@@ -159,8 +159,11 @@ func (f *Firmware) buildFixedRTMR0() (firmwareEvents, error) {
 	case !a.Traits.CCMeasurement:
 		return ev, fmt.Errorf("firmware has no TdTcg2Dxe, so its DXE phase extends no RTMR (no variable, ACPI, kernel, command-line or initrd events); what such firmware leaves in RTMR0-2 is not modelled: %w", ErrNotSupported)
 	case a.Traits.FwCfgMeasurement:
-		return ev, fmt.Errorf("firmware measures QEMU fw_cfg items into RTMR0 (QemuFwCfgLib cache, edk2 after stable202502), "+
-			"and its BDS logs more boot options and an EV_EFI_VARIABLE_AUTHORITY event; that event sequence is not modelled: %w", ErrNotSupported)
+		// The same edk2 window (stable202505..202511) also measures QEMU's SMBIOS tables
+		// (EV_EFI_HANDOFF_TABLES) and adds a BootManagerMenuApp boot option
+		// (virtee/tdx-measure#35 lists the commits); none of that is modelled.
+		return ev, fmt.Errorf("firmware measures QEMU fw_cfg items into RTMR0 (QemuFwCfgLib cache, edk2 after stable202502); "+
+			"such firmware also measures QEMU's SMBIOS tables and logs more boot options, and that RTMR0 event sequence is not modelled: %w", ErrNotSupported)
 	case a.Traits.SMMRequired:
 		return ev, fmt.Errorf("firmware is built with SMM_REQUIRE (VariableSmm), which needs SMM that TDX guests do not have: %w", ErrNotSupported)
 	case a.Traits.LoadOptions == 0:
