@@ -1,5 +1,9 @@
 // Package acpi synthesizes, byte for byte, the ACPI blobs QEMU's q35 machine hands a dstack
 // TDX guest over fw_cfg: etc/acpi/tables, etc/acpi/rsdp and etc/table-loader.
+//
+// The output depends on the QEMU release (profile.go; PROFILES.md says what each release
+// changed and how each profile is proven): 8.0 to 11.0.x are supported, later releases are
+// refused with ErrNotSupported until their sources have been read.
 package acpi
 
 import (
