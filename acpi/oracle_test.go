@@ -4,42 +4,22 @@ package acpi
 // produced them for 1233 machine shapes (../testdata/acpi-oracle, see /work/shared/README.md).
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha512"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 )
 
 const oracleDir = "../testdata/acpi-oracle"
 
-type oracleConfig struct {
-	ID               int     `json:"id"`
-	Name             string  `json:"name"`
-	CPU              int     `json:"cpu"`
-	MemoryMB         uint64  `json:"memory_mb"`
-	NumNICs          int     `json:"num_nics"`
-	NumVerityVolumes int     `json:"num_verity_volumes"`
-	NumGPUs          int     `json:"num_gpus"`
-	NumNVSwitches    int     `json:"num_nvswitches"`
-	HotplugOff       bool    `json:"hotplug_off"`
-	PCIHole64Size    *uint64 `json:"pci_hole64_size"`
-	SMM              bool    `json:"smm"`
-	PIC              *bool   `json:"pic"`
-	RootVerity       bool    `json:"root_verity"`
-	HostShareMode    string  `json:"host_share_mode"`
-	QEMUVersion      string  `json:"qemu_version"`
-	Hugepages        bool    `json:"hugepages"`
-	HugepagesBackend string  `json:"hugepages_backend"`
-}
+// oracleConfig is the shape of an index line (shared with the CLI tests).
+type oracleConfig = testvectors.ACPIMachine
 
 type oracleCase struct {
 	Config     oracleConfig      `json:"config"`
@@ -98,26 +78,8 @@ func (o *oracleCase) tableList() []TableEntry {
 
 func loadOracle(t testing.TB) []oracleCase {
 	t.Helper()
-	f, err := os.Open(filepath.Join(oracleDir, "index.jsonl.gz"))
+	cases, err := testvectors.ReadJSONLGzip[oracleCase](filepath.Join(oracleDir, "index.jsonl.gz"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases []oracleCase
-	sc := bufio.NewScanner(zr)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var c oracleCase
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatalf("index line %d: %v", len(cases)+1, err)
-		}
-		cases = append(cases, c)
-	}
-	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if len(cases) != 1233 {
@@ -130,20 +92,16 @@ func loadOracle(t testing.TB) []oracleCase {
 type blobCache map[string][]byte
 
 func (bc blobCache) get(t testing.TB, sum string) []byte {
+	return bc.getFrom(t, oracleDir, sum)
+}
+
+// getFrom loads dir/blobs/<sum>.bin.gz and checks that it hashes to its name.
+func (bc blobCache) getFrom(t testing.TB, dir, sum string) []byte {
 	t.Helper()
 	if b, ok := bc[sum]; ok {
 		return b
 	}
-	f, err := os.Open(filepath.Join(oracleDir, "blobs", sum+".bin.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
+	b, err := testvectors.ReadGzip(filepath.Join(dir, "blobs", sum+".bin.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,8 @@ package acpi
 // (../testdata/acpi-upstream, provenance in ../testdata/README.md).
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/sha512"
 	"encoding/hex"
-	"encoding/json"
 	"path/filepath"
 	"testing"
 
@@ -27,24 +24,11 @@ type upstreamDump struct {
 
 func loadUpstreamDumps(t *testing.T) []upstreamDump {
 	t.Helper()
-	raw, err := testvectors.ReadGzip(filepath.Join(upstreamDir, "index.jsonl.gz"))
+	dumps, err := testvectors.ReadJSONLGzip[upstreamDump](filepath.Join(upstreamDir, "index.jsonl.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []upstreamDump
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var d upstreamDump
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			t.Fatalf("index line %d: %v", len(out)+1, err)
-		}
-		out = append(out, d)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return dumps
 }
 
 // TestUpstreamQEMUDumps builds every dumped shape with the dump's QEMU version and compares the
@@ -71,7 +55,7 @@ func TestUpstreamQEMUDumps(t *testing.T) {
 				perVersion[d.QEMUVersion]++
 				return
 			}
-			want := upstreamBlob(t, blobs, d.TablesSHA384)
+			want := blobs.getFrom(t, upstreamDir, d.TablesSHA384)
 			t.Errorf("tables differ from QEMU %s: %s", d.QEMUVersion, describeTablesDiff(got.Tables, want, got.List))
 		})
 	}
@@ -79,20 +63,4 @@ func TestUpstreamQEMUDumps(t *testing.T) {
 		t.Fatal("no dump matched")
 	}
 	t.Logf("matched byte for byte: %v", perVersion)
-}
-
-func upstreamBlob(t *testing.T, bc blobCache, sum string) []byte {
-	t.Helper()
-	if b, ok := bc[sum]; ok {
-		return b
-	}
-	b, err := testvectors.ReadGzip(filepath.Join(upstreamDir, "blobs", sum+".bin.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := sha512.Sum384(b); hex.EncodeToString(got[:]) != sum {
-		t.Fatalf("blob %s does not hash to its name", sum)
-	}
-	bc[sum] = b
-	return b
 }

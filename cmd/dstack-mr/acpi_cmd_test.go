@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,27 +14,10 @@ import (
 
 // oracleShape is the part of a testdata/acpi-oracle index line the CLI test needs.
 type oracleShape struct {
-	Config struct {
-		ID               int     `json:"id"`
-		CPU              int     `json:"cpu"`
-		MemoryMB         uint64  `json:"memory_mb"`
-		NumNICs          int     `json:"num_nics"`
-		NumVerityVolumes int     `json:"num_verity_volumes"`
-		NumGPUs          int     `json:"num_gpus"`
-		NumNVSwitches    int     `json:"num_nvswitches"`
-		HotplugOff       bool    `json:"hotplug_off"`
-		PCIHole64Size    *uint64 `json:"pci_hole64_size"`
-		SMM              bool    `json:"smm"`
-		PIC              *bool   `json:"pic"`
-		RootVerity       bool    `json:"root_verity"`
-		HostShareMode    string  `json:"host_share_mode"`
-		QEMUVersion      string  `json:"qemu_version"`
-		Hugepages        bool    `json:"hugepages"`
-		HugepagesBackend string  `json:"hugepages_backend"`
-	} `json:"config"`
-	SHA384     map[string]string `json:"sha384"`
-	TablesList [][3]any          `json:"tables_list"`
-	Error      string            `json:"error"`
+	Config     testvectors.ACPIMachine `json:"config"`
+	SHA384     map[string]string       `json:"sha384"`
+	TablesList [][3]any                `json:"tables_list"`
+	Error      string                  `json:"error"`
 }
 
 func (o oracleShape) args() []string {
@@ -76,27 +58,18 @@ func (o oracleShape) want(blob string) string {
 // plus every hugepages (SRAT, pxb-pcie) shape QEMU built.
 func cliOracleShapes(t *testing.T) []oracleShape {
 	t.Helper()
-	raw, err := testvectors.ReadGzip("../../testdata/acpi-oracle/index.jsonl.gz")
+	all, err := testvectors.ReadJSONLGzip[oracleShape]("../../testdata/acpi-oracle/index.jsonl.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []oracleShape
-	sc := bufio.NewScanner(strings.NewReader(string(raw)))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var o oracleShape
-		if err := json.Unmarshal(sc.Bytes(), &o); err != nil {
-			t.Fatal(err)
-		}
+	for _, o := range all {
 		if o.Error != "" || (o.Config.HugepagesBackend != "" && o.Config.HugepagesBackend != "plain") {
 			continue
 		}
 		if o.Config.ID%40 == 0 || o.Config.Hugepages {
 			out = append(out, o)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if len(out) < 20 {
 		t.Fatalf("only %d oracle shapes picked", len(out))
