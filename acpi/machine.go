@@ -88,15 +88,17 @@ type MachineConfig struct {
 	HugepagesBackend HugepagesBackend
 }
 
-// HugepagesBackend selects the -object memory-backend-file options of a hugepages VM. They do
-// not change the guest's ACPI tables, but one of them makes the reference QEMU refuse to start.
+// HugepagesBackend selects the -object memory-backend-file options of a hugepages VM. Where the
+// host places guest memory is not in the guest's ACPI tables: both backends build the same
+// blobs (upstream QEMU 11.0.3 dumps identical tables for both, testdata/acpi-upstream).
 type HugepagesBackend string
 
 const (
 	// HugepagesPlain: memory-backend-file,...,share=on,prealloc=no (no host-node binding).
 	HugepagesPlain HugepagesBackend = "plain"
-	// HugepagesDstack: dstack-vmm's ...,host-nodes=N,policy=bind. The reference QEMU was built
-	// without NUMA binding support and rejects it, so no reference tables exist for it.
+	// HugepagesDstack: dstack-vmm's ...,host-nodes=N,policy=bind. dstack's 9.2-based oracle
+	// QEMU was built without NUMA binding support and refuses it; a QEMU with it (as any
+	// dstack host that binds hugepages runs) builds the plain backend's tables.
 	HugepagesDstack HugepagesBackend = "dstack"
 )
 

@@ -168,11 +168,7 @@ func (c *MachineConfig) validateHole64() error {
 
 func (c *MachineConfig) validateHugepages() error {
 	switch c.HugepagesBackend {
-	case "", HugepagesPlain:
-	case HugepagesDstack:
-		if c.Hugepages {
-			return fmt.Errorf("acpi: MachineConfig.HugepagesBackend %q: the reference QEMU refuses host-node binding (\"NUMA node binding are not supported by this QEMU\"): %w", c.HugepagesBackend, ErrNotSupported)
-		}
+	case "", HugepagesPlain, HugepagesDstack:
 	default:
 		return fmt.Errorf("acpi: MachineConfig.HugepagesBackend = %q: want %q or %q", c.HugepagesBackend, HugepagesPlain, HugepagesDstack)
 	}

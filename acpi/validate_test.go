@@ -67,7 +67,7 @@ func TestValidate(t *testing.T) {
 		{"hugepages pxb slot taken", func(c *MachineConfig) { c.Hugepages = true; c.NumGPUs = 1; c.NumVerityVolumes = 11 }, invalid, "0x10"},
 		{"hugepages pxb slot free", func(c *MachineConfig) { c.Hugepages = true; c.NumGPUs = 1; c.NumVerityVolumes = 10 }, ok, ""},
 		{"hugepages plain", func(c *MachineConfig) { c.Hugepages = true; c.HugepagesBackend = HugepagesPlain }, ok, ""},
-		{"hugepages dstack", func(c *MachineConfig) { c.Hugepages = true; c.HugepagesBackend = HugepagesDstack }, notSupported, "HugepagesBackend"},
+		{"hugepages dstack", func(c *MachineConfig) { c.Hugepages = true; c.HugepagesBackend = HugepagesDstack }, ok, ""},
 		{"dstack backend unused", func(c *MachineConfig) { c.HugepagesBackend = HugepagesDstack }, ok, ""},
 		{"bogus backend", func(c *MachineConfig) { c.HugepagesBackend = "tmpfs" }, invalid, "HugepagesBackend"},
 		{"hugepages near 1 TiB", func(c *MachineConfig) { c.Hugepages = true; c.MemoryBytes = 1 << 40 }, notSupported, "hugepages"},

@@ -223,9 +223,8 @@ func (vm *VMConfig) Machine() (*mr.Machine, error) {
 		RootVerity:       true,
 		HostShareMode:    share,
 		Hugepages:        vm.Hugepages,
-		// dstack-vmm binds hugepages to host NUMA nodes; the binding does not change the
-		// guest's ACPI tables, so the plain backend's tables are the ones measured.
-		HugepagesBackend: acpi.HugepagesPlain,
+		// dstack-vmm binds hugepages to host NUMA nodes (host-nodes=N,policy=bind).
+		HugepagesBackend: acpi.HugepagesDstack,
 	}}
 	// Upstream dstack (dstack-mr tdx.rs, verifier) feeds qemu_single_pass_add_pages into its
 	// two-pass option unchanged; real configs say false on QEMU 9.x, whose default is
