@@ -135,7 +135,10 @@ const (
 	q35LowmemSplit = 0xb0000000
 	// ...and then puts only 2 GiB below 4 GiB, keeping guest 1 GiB pages host-aligned.
 	q35LowmemLarge = 0x80000000
-	above4GStart   = 4 * gib
+	// RAM above 4 GiB always starts here for a TD. pc_memory_init moves it to 1 TiB when the
+	// address space reaches AMD's HyperTransport hole, but only for AMD vCPUs, and under KVM
+	// even "-cpu qemu64" takes the host's vendor (host_cpu_instance_init): Intel, for TDX.
+	above4GStart = 4 * gib
 )
 
 // RAMSplit returns how much RAM q35 maps below 4 GiB and how much from 4 GiB upwards

@@ -18,8 +18,6 @@ const (
 	// Root ports behind the expander: one per slot of its bus.
 	pxbPCIeSlots = 32
 
-	// AMD_HT_START / AMD_ABOVE_1TB_START (hw/i386/pc.c).
-	amdHTStart       = 0xfd00000000
 	q35Hole64Default = 1 << 35 // Q35_PCI_HOST_HOLE64_SIZE_DEFAULT
 )
 
@@ -171,15 +169,6 @@ func (c *MachineConfig) validateHugepages() error {
 	case "", HugepagesPlain, HugepagesDstack:
 	default:
 		return fmt.Errorf("acpi: MachineConfig.HugepagesBackend = %q: want %q or %q", c.HugepagesBackend, HugepagesPlain, HugepagesDstack)
-	}
-	if !c.Hugepages {
-		return nil
-	}
-	// With the qemu64 vCPU the reference QEMU runs, an address space reaching AMD's
-	// HyperTransport hole moves RAM above 4 GiB to 1 TiB, which changes the SRAT; a TDX
-	// guest's Intel vCPU never does. No reference exists for such shapes either way.
-	if c.hole64Start()+c.hole64Size()-1 >= amdHTStart {
-		return fmt.Errorf("acpi: hugepages machine whose address space reaches 0x%x (RAM above 4 GiB + pci-hole64-size): %w", uint64(amdHTStart), ErrNotSupported)
 	}
 	return nil
 }
