@@ -74,8 +74,8 @@ type BootTraits struct {
 	NamedKernelBlobs bool `json:"named_kernel_blobs"`
 	// FwCfgMeasurement: SEC caches QEMU's fw_cfg items and measures several of them
 	// (extra PCI roots, BootMenu, bootorder, ...) into RTMR0 as EV_PLATFORM_CONFIG_FLAGS
-	// events. Firmware with this cache also changes BDS (more Boot#### options, an
-	// EV_EFI_VARIABLE_AUTHORITY event).
+	// events. The edk2 releases with this cache also measure QEMU's SMBIOS tables and add
+	// a Boot#### option.
 	FwCfgMeasurement bool `json:"fw_cfg_measurement"`
 	// LoadOptions is where the kernel loader puts "initrd=initrd"; 0 when the image has no
 	// recognisable QEMU kernel loader.
