@@ -35,6 +35,11 @@ func ReadJSONLGzip[T any](path string) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeJSONL[T](raw, path)
+}
+
+// decodeJSONL decodes one T per line of raw; path only names the input in errors.
+func decodeJSONL[T any](raw []byte, path string) ([]T, error) {
 	var out []T
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)

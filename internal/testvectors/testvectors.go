@@ -1,12 +1,9 @@
 // Package testvectors reads test data shared by several packages' tests:
 // testdata/vectors/expected-kv.jsonl, the end-to-end reference measurements (provenance:
-// testdata/README.md), and the gzip'd firmware inputs.
+// testdata/README.md), the gzip'd firmware inputs and the gzip'd ACPI oracle/upstream-dump indexes.
 package testvectors
 
 import (
-	"bufio"
-	"encoding/json"
-	"fmt"
 	"os"
 )
 
@@ -32,24 +29,16 @@ type Vector struct {
 
 // Load reads every row of the JSON-lines file at path.
 func Load(path string) ([]Vector, error) {
-	f, err := os.Open(path)
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var vs []Vector
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		var v Vector
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, line, err)
-		}
-		v.Line = line
-		vs = append(vs, v)
+	vs, err := decodeJSONL[Vector](raw, path)
+	if err != nil {
+		return nil, err
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	for i := range vs {
+		vs[i].Line = i + 1 // a blank or partial line is a decode error, so rows are lines
 	}
 	return vs, nil
 }
