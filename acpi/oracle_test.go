@@ -1,7 +1,7 @@
 package acpi
 
 // The oracle: etc/acpi/tables, etc/acpi/rsdp and etc/table-loader as a real (dstack) QEMU
-// produced them for 1233 machine shapes (../testdata/acpi-oracle, see /work/shared/README.md).
+// produced them for 1233 machine shapes (../testdata/acpi-oracle; provenance in testdata/README.md).
 
 import (
 	"bytes"

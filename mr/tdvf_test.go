@@ -14,7 +14,7 @@ const (
 	firmware2022 = "ovmf-debian-2022.11-6+deb12u2.fd"
 	firmware2025 = "ovmf-debian-2025.02-8+deb13u1.fd"
 	// SHA-384 of the 2025 firmware's CFV: the CFV digest real dstack CVMs log in RTMR0
-	// (/work/shared/README.md, dstack cc-eventlog sample).
+	// (testdata/README.md; the dstack cc-eventlog sample in ../shared/real-attestations).
 	cfvDigest2025 = "344bc51c980ba621aaa00da3ed7436f7d6e549197dfe699515dfa2c6583d95e6412af21c097d473155875ffd561d6790"
 )
 

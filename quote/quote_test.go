@@ -9,15 +9,18 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 )
 
-// genuineQuotes loads the real quotes under testdata/verify (captured from real TDX CVMs by
+// genuineQuotes loads the real quotes published by upstream dstack and read from
+// the shared reference data (captured from real TDX CVMs by
 // upstream dstack): two hex quotes inside GetQuote responses and one binary quote.
 func genuineQuotes(t testing.TB) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	for _, name := range []string{"quote-report.json", "tdx-lite-getquote.json"} {
-		data, err := os.ReadFile("../testdata/verify/" + name)
+		data, err := os.ReadFile(testvectors.Shared(t, testvectors.DstackVerifier(name)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,7 +32,7 @@ func genuineQuotes(t testing.TB) map[string][]byte {
 		}
 		out[name] = []byte(resp.Quote)
 	}
-	bin, err := os.ReadFile("../testdata/verify/ra-tls-tdx_quote.bin")
+	bin, err := os.ReadFile(testvectors.Shared(t, testvectors.DstackVerifier("ra-tls-tdx_quote.bin")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +90,7 @@ func TestParseGenuine(t *testing.T) {
 }
 
 func TestReportDataMatchesGetQuote(t *testing.T) {
-	data, err := os.ReadFile("../testdata/verify/quote-report.json")
+	data, err := os.ReadFile(testvectors.Shared(t, testvectors.DstackVerifier("quote-report.json")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 	"github.com/dstack-mr/dstack-mr/quote"
 )
@@ -20,7 +21,7 @@ type getQuoteFixture struct {
 
 func loadFixture(t testing.TB, name string) (raw []byte, g getQuoteFixture) {
 	t.Helper()
-	raw, err := os.ReadFile("../testdata/verify/" + name)
+	raw, err := os.ReadFile(testvectors.Shared(t, testvectors.DstackVerifier(name)))
 	if err != nil {
 		t.Fatal(err)
 	}

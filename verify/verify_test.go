@@ -12,7 +12,7 @@ import (
 )
 
 // The fixtures are real GetQuote responses of real dstack CVMs (upstream dstack's verifier
-// fixtures, see testdata/verify/README.md).
+// fixtures, read in place from the shared reference data: testvectors.DstackVerifier).
 const (
 	fullFixture = "quote-report.json" // 16 vCPUs, 64 GiB, 1 GPU, QEMU 9.2.1, payloads kept
 	liteFixture = "tdx-lite-getquote.json"

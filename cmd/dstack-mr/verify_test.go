@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 )
 
-// The attestation fixtures are real GetQuote responses from dstack CVMs (testdata/verify).
-const attestation = "../../testdata/verify/quote-report.json"
+// The attestation fixtures are real GetQuote responses from dstack CVMs, published by upstream
+// dstack and read in place from the shared reference data (skipped where it is absent).
 
 func TestVerifyExitCodes(t *testing.T) {
+	attestation := testvectors.Shared(t, testvectors.DstackVerifier("quote-report.json"))
 	// No expected image: the log replays, but MRTD/RTMR0-2 stay unpredicted, so not verified.
 	code, stdout, stderr := runCLI("verify", "--attestation", attestation, "--json")
 	if code != exitNotVerified {
@@ -56,7 +59,7 @@ func TestVerifyExitCodes(t *testing.T) {
 // TestVerifyGenuineLiteAttestation: a real lite-mode CVM's attestation verifies end to end
 // once its os_image_hash is pinned, and a wrong pin or a different VM shape is refused.
 func TestVerifyGenuineLiteAttestation(t *testing.T) {
-	const lite = "../../testdata/verify/tdx-lite-getquote.json"
+	lite := testvectors.Shared(t, testvectors.DstackVerifier("tdx-lite-getquote.json"))
 	const osImageHash = "e6f5cfec20c02e7b97baa213d0f718020b55e040172d90ccbcb946d56c8b09db"
 	if code, _, stderr := runCLI("verify", "--attestation", lite, "--os-image-hash", osImageHash); code != 0 {
 		t.Fatalf("genuine attestation: exit %d: %s", code, stderr)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 	"github.com/dstack-mr/dstack-mr/quote"
 )
 
@@ -24,7 +25,7 @@ var fixtures = []string{"quote-report.json", "tdx-lite-getquote.json"}
 
 func load(t testing.TB, name string) (getQuote, *quote.Quote) {
 	t.Helper()
-	data, err := os.ReadFile("../../testdata/verify/" + name)
+	data, err := os.ReadFile(testvectors.Shared(t, testvectors.DstackVerifier(name)))
 	if err != nil {
 		t.Fatal(err)
 	}
