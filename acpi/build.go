@@ -20,12 +20,47 @@ type TableEntry struct {
 	Length    int    `json:"length"`
 }
 
-// Build synthesizes the blobs QEMU generates for cfg. It validates cfg first; shapes this
-// package cannot reproduce yet yield an error wrapping ErrNotSupported.
+// Build synthesizes the blobs a guest of shape cfg reads from QEMU. It validates cfg first;
+// shapes this package cannot reproduce yet yield an error wrapping ErrNotSupported.
 func Build(cfg MachineConfig) (*Blobs, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.checkTablesStable(); err != nil {
+		return nil, err
+	}
+	return buildAtSetup(cfg)
+}
+
+// checkTablesStable refuses shapes whose tables QEMU rebuilds between acpi_setup and the
+// firmware's read. With ACPI PCI hotplug on, a pcie-root-port on pcie.0 (a GPU of a machine
+// without an expander, any NVSwitch) gets a BSEL when the machine resets (acpi_pcihp_reset ->
+// acpi_set_bsel), and the tables the firmware fetches (acpi_build_update) then carry per-slot
+// hotplug AML for that bus (BSEL, PCNT, the _E01 call) that a dump at acpi_setup, which every
+// oracle of this package is, never shows. Root ports behind a pxb-pcie expander are not
+// affected. Until the rebuilt tables are proven against real output, refuse rather than guess.
+func (c *MachineConfig) checkTablesStable() error {
+	if c.HotplugOff {
+		return nil
+	}
+	ports := c.NumNVSwitches
+	if !c.Hugepages {
+		ports += c.NumGPUs
+	}
+	if ports == 0 {
+		return nil
+	}
+	return fmt.Errorf("acpi: %d GPU/NVSwitch root port(s) on the root PCIe bus with ACPI PCI hotplug on: "+
+		"QEMU adds hotplug AML for them when the VM resets, which no dump has shown, so the tables the firmware "+
+		"measures are not known; launch with hotplug off (vm_config qemu_hotplug_off, --hotplug-off), as dstack's GPU hosts do: %w",
+		ports, ErrNotSupported)
+}
+
+// buildAtSetup builds the blobs exactly as QEMU's acpi_setup writes them when the machine is
+// created, which is what the real-QEMU dumps this package is checked against hold, including
+// shapes checkTablesStable refuses because a guest reads other, rebuilt tables. cfg must be
+// valid.
+func buildAtSetup(cfg MachineConfig) (*Blobs, error) {
 	dsdt, err := buildDSDT(&cfg)
 	if err != nil {
 		return nil, fmt.Errorf("acpi: %w", err)
@@ -127,4 +162,22 @@ func checkDSDT(d []byte) error {
 		return fmt.Errorf("acpi: DSDT header length %d but %d bytes given", n, len(d))
 	}
 	return nil
+}
+
+// Warnings lists what a value built for cfg rests on beyond this package's proof: each one
+// names the assumption and how to remove it. Build succeeding does not make them go away.
+func (c *MachineConfig) Warnings() []string {
+	var w []string
+	if c.AssumeNewestProfile && c.QEMUVersion.NewerThanNewestProfile() {
+		n := NewestProfile()
+		w = append(w, fmt.Sprintf("acpi-profile: QEMU %s is newer than the newest ACPI profile (%d.%d); the tables were built with the %d.%d profile, "+
+			"so a mismatch of the ACPI digests may mean QEMU %d.%d changed the ACPI ABI, not tampering",
+			c.QEMUVersion, n.Major, n.Minor, n.Major, n.Minor, c.QEMUVersion.Major, c.QEMUVersion.Minor))
+	}
+	if c.NumGPUs > 0 && !c.PCIHole64SizeSet {
+		w = append(w, fmt.Sprintf("pci-hole64: %d GPU(s) without an explicit pci_hole64_size: QEMU sizes the DSDT's 64-bit PCI window "+
+			"to cover the BARs the firmware assigned, which cannot be known ahead of time; this value holds only if they fit "+
+			"QEMU's default window. Set pci_hole64_size (vm_config, --pci-hole64-size), as dstack's GPU hosts do", c.NumGPUs))
+	}
+	return w
 }

@@ -32,12 +32,12 @@ func TestCanonicalQEMU1021Dump(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.CPUs, cfg.MemoryBytes, cfg.NumGPUs, cfg.NumNVSwitches = tc.cpus, tc.memGiB<<30, tc.gpus, tc.nvswitches
-			old, err := Build(cfg)
+			old, err := buildDump(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			cfg.QEMUVersion = Version{10, 2, 1}
-			cur, err := Build(cfg)
+			cur, err := buildDump(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -37,13 +37,17 @@ type dsdtProfile struct {
 	// pdsmFunc7Guarded: from 9.2 PDSM function 7 returns an uninitialised package unless the
 	// slot has an acpi-index (the Windows fix); below 9.2 it always fills in the index.
 	pdsmFunc7Guarded bool
+	// serialLevelIRQ: COM1's _CRS has IRQ(Level, ActiveLow, Shared) instead of IRQNoFlags (11.1).
+	serialLevelIRQ bool
 }
 
 func profileFor(cfg *MachineConfig) dsdtProfile {
-	if cfg.compat91() {
-		return dsdtProfile{linkTrigger: aml.Edge, pdsmFunc7Guarded: false}
+	p := cfg.profile()
+	trigger := aml.Level
+	if p.edgeTriggeredLinks {
+		trigger = aml.Edge
 	}
-	return dsdtProfile{linkTrigger: aml.Level, pdsmFunc7Guarded: true}
+	return dsdtProfile{linkTrigger: trigger, pdsmFunc7Guarded: p.pdsmFunc7Guarded, serialLevelIRQ: p.serialLevelIRQ}
 }
 
 // buildDSDT returns the complete DSDT (header included, checksum 0) for cfg.
@@ -78,7 +82,7 @@ func buildDSDT(cfg *MachineConfig) ([]byte, error) {
 	root = append(root, hostBridgeResourcesAML(cfg, bus, hotplug))
 	root = append(root, sleepStatesAML())
 	root = append(root, aml.Scope(`\_SB.PCI0`).Append(fwCfgAML()))
-	root = append(root, aml.Scope(`\_SB`).Append(pciBusDevicesAML(bus)))
+	root = append(root, aml.Scope(`\_SB`).Append(pciBusDevicesAML(bus, prof)))
 	if hotplug {
 		// No bus of dstack's machine has a BSEL (pcie.0 and root ports hot-plug natively), so
 		// build_append_notfication_callback finds nothing to notify: no PCNT, an empty _E01.

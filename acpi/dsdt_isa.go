@@ -25,7 +25,7 @@ const (
 
 // lpcISAAML is what the LPC bridge adds to its Device(SF8): the PIRQ routing registers (fields
 // declared in \_SB for the link devices), then each ISA device in bus order.
-func lpcISAAML() []*aml.Term {
+func lpcISAAML(prof dsdtProfile) []*aml.Term {
 	pirq := aml.Field("PCI0.SF8.PIRQ", aml.ByteAcc, aml.NoLock, aml.Preserve).Append(
 		aml.NamedField("PRQA", 8),
 		aml.NamedField("PRQB", 8),
@@ -42,7 +42,7 @@ func lpcISAAML() []*aml.Term {
 		aml.Scope(`\_SB`).Append(pirq),
 	}
 	terms = append(terms, i8042AML()...)
-	return append(terms, serialCOM1AML(), rtcAML())
+	return append(terms, serialCOM1AML(prof), rtcAML())
 }
 
 // i8042AML is the PS/2 controller: keyboard and mouse.
@@ -64,14 +64,19 @@ func i8042AML() []*aml.Term {
 	return []*aml.Term{kbd, mou}
 }
 
-func serialCOM1AML() *aml.Term {
+// serialCOM1AML is serial_isa_build_aml for -serial stdio's COM1.
+func serialCOM1AML(prof dsdtProfile) *aml.Term {
+	irq := aml.IRQNoFlags(com1IRQ)
+	if prof.serialLevelIRQ {
+		irq = aml.IRQ(aml.Level, aml.ActiveLow, aml.Shared, com1IRQ)
+	}
 	return aml.Device("COM1").Append(
 		aml.NameDecl("_HID", aml.EISAID("PNP0501")),
 		aml.NameDecl("_UID", aml.Int(1)),
 		aml.NameDecl("_STA", aml.Int(0xF)),
 		aml.NameDecl("_CRS", aml.ResourceTemplate().Append(
 			aml.IO(aml.Decode16, com1Base, com1Base, 0x00, 0x08),
-			aml.IRQNoFlags(com1IRQ),
+			irq,
 		)),
 	)
 }

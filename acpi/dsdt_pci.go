@@ -400,19 +400,19 @@ func expanderBridgeAML(x pxbExpander) *aml.Term {
 
 // pciBusDevicesAML is build_append_pci_bus_devices for pcie.0: Scope(PCI0) with a Device(Sxx)
 // per populated function, named after its devfn, plus what each device's own AML adds.
-func pciBusDevicesAML(bus *pcieRoot) *aml.Term {
+func pciBusDevicesAML(bus *pcieRoot, prof dsdtProfile) *aml.Term {
 	scope := aml.Scope("PCI0")
 	for _, d := range bus.devices {
-		scope.Append(pciDeviceAML(d))
+		scope.Append(pciDeviceAML(d, prof))
 	}
 	return scope
 }
 
-func pciDeviceAML(d pciDevice) *aml.Term {
+func pciDeviceAML(d pciDevice, prof dsdtProfile) *aml.Term {
 	dev := aml.Device("S%02X", d.devfn).Append(aml.NameDecl("_ADR", aml.Int(pciADR(d.devfn))))
 	switch {
 	case d.lpc:
-		dev.Append(lpcISAAML()...)
+		dev.Append(lpcISAAML(prof)...)
 	case d.rootPort:
 		// build_pci_bridge_aml: a cold-plugged bridge describes its secondary bus. PCIe buses
 		// get no BSEL, so no hotplug slots: just the passed-through function 0.0.

@@ -2,8 +2,9 @@
 // TDX guest over fw_cfg: etc/acpi/tables, etc/acpi/rsdp and etc/table-loader.
 //
 // The output depends on the QEMU release (profile.go; PROFILES.md says what each release
-// changed and how each profile is proven): 8.0 to 11.0.x are supported, later releases are
-// refused with ErrNotSupported until their sources have been read.
+// changed and how each profile is proven): 8.0 to 11.1.x are supported, later releases are
+// refused with ErrNotSupported until their sources have been read, unless the caller explicitly
+// assumes the newest profile (MachineConfig.AssumeNewestProfile).
 package acpi
 
 import (
@@ -86,6 +87,15 @@ type MachineConfig struct {
 	// HugepagesBackend is how the hugepage memory backend is bound to host NUMA nodes; only
 	// meaningful with Hugepages. The zero value means HugepagesPlain.
 	HugepagesBackend HugepagesBackend
+	// AssumeNewestProfile builds a QEMU release newer than the newest ACPI profile with that
+	// profile instead of refusing it. The result is a guess about a release nobody has read:
+	// callers must say so wherever they show it.
+	AssumeNewestProfile bool
+
+	// amdHTRelocation reproduces tables dumped under TCG with an AMD CPU model, whose RAM above
+	// 4 GiB pc_memory_init moved to 1 TiB: never a TD's layout, so unexported. Tests use it to
+	// show that a published golden differing from a TD's tables differs for exactly that reason.
+	amdHTRelocation bool
 }
 
 // HugepagesBackend selects the -object memory-backend-file options of a hugepages VM. Where the
@@ -107,16 +117,25 @@ func (c *MachineConfig) PICEnabled() bool {
 	if c.PIC != nil {
 		return *c.PIC
 	}
-	if p, ok := c.QEMUVersion.acpiProfile(); ok {
+	if p, ok := c.ProfileVersion().acpiProfile(); ok {
 		return p.picDefault
 	}
 	return !c.QEMUVersion.AtLeast(9, 0, 0)
 }
 
+// ProfileVersion is the QEMU version whose ACPI profile the tables are built with: the
+// configured one, or the newest profile's for a newer release under AssumeNewestProfile.
+func (c *MachineConfig) ProfileVersion() Version {
+	if c.AssumeNewestProfile && c.QEMUVersion.NewerThanNewestProfile() {
+		return NewestProfile()
+	}
+	return c.QEMUVersion
+}
+
 // profile is the ACPI profile of the configured QEMU version (profile.go). Versions without one
 // get the zero profile; Validate refuses them before any builder runs.
 func (c *MachineConfig) profile() profile {
-	p, _ := c.QEMUVersion.acpiProfile()
+	p, _ := c.ProfileVersion().acpiProfile()
 	return p
 }
 
@@ -139,7 +158,18 @@ const (
 	// address space reaches AMD's HyperTransport hole, but only for AMD vCPUs, and under KVM
 	// even "-cpu qemu64" takes the host's vendor (host_cpu_instance_init): Intel, for TDX.
 	above4GStart = 4 * gib
+	// amdAbove1TiBStart is where that relocation puts it (AMD_ABOVE_1TB_START). Only tables
+	// dumped under TCG with an AMD CPU model have it; see MachineConfig.amdHTRelocation.
+	amdAbove1TiBStart = 1 << 40
 )
+
+// ramAbove4GBase is where RAM above 4 GiB starts in the guest-physical map.
+func (c *MachineConfig) ramAbove4GBase() uint64 {
+	if c.amdHTRelocation {
+		return amdAbove1TiBStart
+	}
+	return above4GStart
+}
 
 // RAMSplit returns how much RAM q35 maps below 4 GiB and how much from 4 GiB upwards
 // (pc_q35_init: lowmem is 0xb0000000, or 0x80000000 once RAM reaches 0xb0000000).

@@ -231,7 +231,7 @@ func TestOracleAssemble(t *testing.T) {
 			cfg := o.machine(t)
 			if builtWithoutNUMA(o.Error) {
 				twin := plainTwin(t, cases, o)
-				got, err := Build(cfg)
+				got, err := buildDump(cfg)
 				if err != nil {
 					t.Fatalf("Build: %v", err)
 				}
@@ -285,7 +285,7 @@ func TestOracleBuild(t *testing.T) {
 			continue // TestOracleAssemble covers rejection
 		}
 		t.Run(o.name(), func(t *testing.T) {
-			got, err := Build(o.machine(t))
+			got, err := buildDump(o.machine(t))
 			if errors.Is(err, ErrNotSupported) {
 				notSupported++
 				if firstSkip == nil {

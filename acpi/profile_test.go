@@ -51,9 +51,8 @@ func TestACPIProfileSwitch(t *testing.T) {
 		if p.name != tc.name || got != tc.want {
 			t.Errorf("%s: profile %s %+v, want %s %+v", tc.v, p.name, got, tc.name, tc.want)
 		}
-		// Only the 11.1 serial IRQ descriptor is unsettled (PROFILES.md).
-		if unsettled := p.openQuestion != ""; unsettled != tc.v.AtLeast(11, 1, 0) {
-			t.Errorf("%s: open question %q", tc.v, p.openQuestion)
+		if p.openQuestion != "" || !p.dsdtSupported {
+			t.Errorf("%s: profile not settled: %q", tc.v, p.openQuestion)
 		}
 	}
 	for _, v := range []Version{{7, 2, 0}, {11, 2, 0}, {12, 0, 0}} {
@@ -73,7 +72,7 @@ func TestSupportedProfile(t *testing.T) {
 	}{
 		{Version{8, 0, 0}, false}, {Version{9, 1, 0}, false}, {Version{9, 2, 1}, false},
 		{Version{10, 0, 0}, false}, {Version{10, 2, 1}, false}, {Version{11, 0, 0}, false},
-		{Version{11, 0, 3}, false}, {Version{11, 1, 0}, true}, {Version{11, 2, 0}, true},
+		{Version{11, 0, 3}, false}, {Version{11, 1, 0}, false}, {Version{11, 1, 9}, false}, {Version{11, 2, 0}, true},
 		{Version{12, 0, 0}, true},
 	} {
 		p, err := supportedProfile(tc.v)

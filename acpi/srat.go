@@ -95,7 +95,7 @@ func sratMemoryRanges(cfg *MachineConfig) []memRange {
 		if length > 0 {
 			out = append(out, memRange{base, length})
 		}
-		base = above4GStart
+		base = cfg.ramAbove4GBase()
 		length = next - below
 	}
 	if length > 0 {

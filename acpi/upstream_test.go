@@ -46,7 +46,7 @@ func TestUpstreamQEMUDumps(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg.QEMUVersion = v
-			got, err := Build(cfg)
+			got, err := buildDump(cfg)
 			if err != nil {
 				t.Fatalf("Build: %v", err)
 			}

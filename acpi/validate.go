@@ -40,7 +40,7 @@ func MaxCPUs(v Version) int {
 func (c *MachineConfig) Validate() error {
 	// Every profile dstack can meet is listed in profile.go; one whose DSDT this package cannot
 	// build yet is refused here with ErrNotSupported.
-	p, err := supportedProfile(c.QEMUVersion)
+	p, err := supportedProfile(c.ProfileVersion())
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func (c *MachineConfig) hole64Size() uint64 {
 // RAM above 4 GiB, rounded up to 1 GiB.
 func (c *MachineConfig) hole64Start() uint64 {
 	_, above := c.RAMSplit()
-	return uint64(alignUp(int(above4GStart+above), gib))
+	return uint64(alignUp(int(c.ramAbove4GBase()+above), gib))
 }
 
 func (c *MachineConfig) validateHole64() error {

@@ -36,7 +36,7 @@ func TestValidate(t *testing.T) {
 		{"version 8.0", func(c *MachineConfig) { c.QEMUVersion = Version{8, 0, 0} }, ok, ""},
 		{"version 9.2.3", func(c *MachineConfig) { c.QEMUVersion = Version{9, 2, 3} }, ok, ""},
 		{"version 11.0", func(c *MachineConfig) { c.QEMUVersion = Version{11, 0, 0} }, ok, ""},
-		{"version 11.1", func(c *MachineConfig) { c.QEMUVersion = Version{11, 1, 0} }, notSupported, "QEMUVersion"},
+		{"version 11.2", func(c *MachineConfig) { c.QEMUVersion = Version{11, 2, 0} }, notSupported, "newest ACPI profile (11.1"},
 		{"no cpus", func(c *MachineConfig) { c.CPUs = 0 }, invalid, "CPUs"},
 		{"negative cpus", func(c *MachineConfig) { c.CPUs = -1 }, invalid, "CPUs"},
 		{"8.0 max cpus", func(c *MachineConfig) { c.QEMUVersion = Version{8, 0, 2}; c.CPUs = 288 }, ok, ""},

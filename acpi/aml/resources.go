@@ -36,6 +36,13 @@ func IRQNoFlags(irq uint8) *Term {
 	return raw(0x22, byte(mask), byte(mask>>8))
 }
 
+// IRQ is the 3-byte IRQ descriptor for one ISA IRQ: the mask plus an information byte
+// (bit 0 edge, bit 3 active-low, bit 4 shared), as QEMU's aml_irq writes it.
+func IRQ(le_ LevelEdge, pol Polarity, sh Sharing, irq uint8) *Term {
+	mask := uint16(1) << irq
+	return raw(0x23, byte(mask), byte(mask>>8), byte(le_)|byte(pol)<<3|byte(sh)<<4)
+}
+
 // Interrupt flags.
 type ConsumerProducer byte
 

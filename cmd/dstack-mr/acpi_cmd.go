@@ -20,6 +20,8 @@ type acpiResult struct {
 	RSDPSHA384   string            `json:"rsdp_sha384"`
 	LoaderSHA384 string            `json:"loader_sha384"`
 	Tables       []acpi.TableEntry `json:"tables"`
+	// Warnings name what the value rests on beyond proof (acpi.MachineConfig.Warnings); never null.
+	Warnings []string `json:"warnings"`
 }
 
 func acpiCommand(log *logrus.Logger) *cli.Command {
@@ -58,6 +60,7 @@ func acpiCommand(log *logrus.Logger) *cli.Command {
 				RSDPSHA384:   sha384Hex(blobs.RSDP),
 				LoaderSHA384: sha384Hex(blobs.Loader),
 				Tables:       blobs.List,
+				Warnings:     warnOnce(log, [][]string{shapes[0].Config.Warnings()}),
 			}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, res)
@@ -118,4 +121,21 @@ func printJSON(w interface{ Write([]byte) (int, error) }, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// warnOnce logs each distinct warning of a run once on stderr and returns the union, in order
+// of first appearance, never nil (the JSON key is always a list).
+func warnOnce(log *logrus.Logger, lists [][]string) []string {
+	out := []string{}
+	seen := map[string]bool{}
+	for _, l := range lists {
+		for _, w := range l {
+			if !seen[w] {
+				seen[w] = true
+				out = append(out, w)
+				log.Warn(w)
+			}
+		}
+	}
+	return out
 }

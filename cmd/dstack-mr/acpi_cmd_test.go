@@ -55,7 +55,8 @@ func (o oracleShape) want(blob string) string {
 }
 
 // cliOracleShapes picks a spread of the real-QEMU shapes the CLI can express: every 40th one
-// plus every hugepages (SRAT, pxb-pcie) shape QEMU built.
+// plus every hugepages (SRAT, pxb-pcie) shape QEMU built. Shapes whose tables QEMU rebuilds
+// after reset are left out: the CLI refuses them (TestACPICommandRefusesHotplugRootPorts).
 func cliOracleShapes(t *testing.T) []oracleShape {
 	t.Helper()
 	all, err := testvectors.ReadJSONLGzip[oracleShape]("../../testdata/acpi-oracle/index.jsonl.gz")
@@ -64,7 +65,7 @@ func cliOracleShapes(t *testing.T) []oracleShape {
 	}
 	var out []oracleShape
 	for _, o := range all {
-		if o.Error != "" || (o.Config.HugepagesBackend != "" && o.Config.HugepagesBackend != "plain") {
+		if o.Error != "" || (o.Config.HugepagesBackend != "" && o.Config.HugepagesBackend != "plain") || o.Config.HotplugRootPorts() {
 			continue
 		}
 		if o.Config.ID%40 == 0 || o.Config.Hugepages {
@@ -120,22 +121,67 @@ func TestACPICommandAgainstOracle(t *testing.T) {
 	}
 }
 
-// A QEMU release whose ACPI output is not settled is refused: non-zero exit, the reason on
-// stderr, nothing on stdout and nothing written.
-func TestACPICommandRefusesUnsettledQEMU(t *testing.T) {
+// A QEMU release newer than the newest ACPI profile is refused (non-zero exit, the reason and
+// the override on stderr, nothing on stdout, nothing written) unless the newest profile is
+// explicitly assumed, which the JSON then reports as a warning.
+func TestACPICommandRefusesNewerQEMU(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
-	code, stdout, stderr := runCLI("acpi", "--qemu-version", "11.1.0", "--json", "--out", dir)
+	code, stdout, stderr := runCLI("acpi", "--qemu-version", "11.2.0", "--json", "--out", dir)
 	if code == 0 || stdout != "" {
 		t.Fatalf("exit %d, stdout %q: want a failure with no output", code, stdout)
 	}
-	if !strings.Contains(stderr, "11.1.0") || !strings.Contains(stderr, "not supported yet") {
-		t.Errorf("stderr %q does not name the version and the refusal", stderr)
+	for _, want := range []string{"11.2.0", "newest ACPI profile (11.1)", "--assume-newest-acpi-profile"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr %q does not name %q", stderr, want)
+		}
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("--out directory created on failure (%v)", err)
 	}
-	code, _, stderr = runCLI("acpi", "--qemu-version", "11.0.3", "--json")
+	var newest, assumed acpiResult
+	for _, run := range []struct {
+		args []string
+		res  *acpiResult
+	}{
+		{[]string{"acpi", "--qemu-version", "11.1.0", "--json"}, &newest},
+		{[]string{"acpi", "--qemu-version", "11.2.0", "--assume-newest-acpi-profile", "--json"}, &assumed},
+	} {
+		code, stdout, stderr := runCLI(run.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", run.args, code, stderr)
+		}
+		if err := json.Unmarshal([]byte(stdout), run.res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(newest.Warnings) != 0 {
+		t.Errorf("11.1.0 warns: %q", newest.Warnings)
+	}
+	if assumed.TablesSHA384 != newest.TablesSHA384 || len(assumed.Warnings) != 1 || !strings.HasPrefix(assumed.Warnings[0], "acpi-profile: QEMU 11.2.0") {
+		t.Errorf("assumed 11.2.0: tables %s (11.1.0: %s), warnings %q", assumed.TablesSHA384, newest.TablesSHA384, assumed.Warnings)
+	}
+}
+
+// GPUs and NVSwitches on the root bus with ACPI PCI hotplug on are refused, naming hotplug and
+// the way out; with --hotplug-off they build, warning about the unset pci-hole64 size.
+func TestACPICommandGPUBoundaries(t *testing.T) {
+	code, stdout, stderr := runCLI("acpi", "--qemu-version", "11.1.0", "--num-gpus", "8", "--num-nvswitches", "4", "--json")
+	if code == 0 || stdout != "" || !strings.Contains(stderr, "hotplug") || !strings.Contains(stderr, "--hotplug-off") {
+		t.Fatalf("hotplug-on GPUs: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCLI("acpi", "--qemu-version", "11.1.0", "--num-gpus", "8", "--num-nvswitches", "4", "--hotplug-off", "--json")
 	if code != 0 {
-		t.Errorf("11.0.3: exit %d: %s", code, stderr)
+		t.Fatalf("hotplug-off GPUs: exit %d: %s", code, stderr)
+	}
+	var res acpiResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 || !strings.HasPrefix(res.Warnings[0], "pci-hole64:") || !strings.Contains(stderr, "pci-hole64") {
+		t.Errorf("warnings %q, stderr %q", res.Warnings, stderr)
+	}
+	code, stdout, _ = runCLI("acpi", "--qemu-version", "11.1.0", "--num-gpus", "8", "--num-nvswitches", "4", "--hotplug-off", "--pci-hole64-size", "1T", "--json")
+	if code != 0 || !strings.Contains(stdout, `"warnings": []`) {
+		t.Errorf("explicit pci-hole64-size: exit %d, stdout %s", code, stdout)
 	}
 }

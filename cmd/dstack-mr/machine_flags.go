@@ -20,7 +20,9 @@ func machineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "2G", Category: machineCategory,
 			Usage: "guest memory: bytes or K/M/G/T (binary); a comma-separated list measures several shapes"},
 		&cli.StringFlag{Name: "qemu-version", Value: "9.1.0", Category: machineCategory,
-			Usage: "QEMU version X.Y.Z the VM runs on, 8.0 to 11.0.x: 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off"},
+			Usage: "QEMU version X.Y.Z the VM runs on, 8.0 to 11.1.x (11.1: dstack's production QEMU): 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off"},
+		&cli.BoolFlag{Name: "assume-newest-acpi-profile", Category: machineCategory,
+			Usage: "build a QEMU release newer than the newest ACPI profile (11.1) with that profile instead of refusing it; the output then carries a warning"},
 		&cli.BoolFlag{Name: "two-pass-add-pages", Category: machineCategory, DefaultText: "from --qemu-version",
 			Usage: "override the QEMU version's MRTD page-add order (true: all pages first, as QEMU 8.x)"},
 		&cli.BoolFlag{Name: "pic", Category: machineCategory, DefaultText: "from --qemu-version", Usage: "override the QEMU version's PIC default"},
@@ -63,6 +65,12 @@ func machineShapes(c *cli.Context) ([]machineShape, error) {
 	if len(mems) == 0 {
 		return nil, fmt.Errorf("--memory: no value")
 	}
+	if v := base.Config.QEMUVersion; v.NewerThanNewestProfile() && !base.Config.AssumeNewestProfile {
+		n := acpi.NewestProfile()
+		return nil, fmt.Errorf("--qemu-version %s: newer than the newest ACPI profile (%d.%d), whose tables QEMU %d.%d may have changed; "+
+			"a published value must not be a guess. Pass --assume-newest-acpi-profile to build with the %d.%d profile anyway",
+			v, n.Major, n.Minor, v.Major, v.Minor, n.Major, n.Minor)
+	}
 	var shapes []machineShape
 	for _, cs := range cpus {
 		n, err := strconv.Atoi(cs)
@@ -96,16 +104,17 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 		return s, fmt.Errorf("--qemu-version %s: versions below 8.0 are not supported", v)
 	}
 	cfg := acpi.MachineConfig{
-		QEMUVersion:      v,
-		SMM:              c.Bool("smm"),
-		NumNICs:          c.Int("num-nics"),
-		NumVerityVolumes: c.Int("num-verity-volumes"),
-		NumGPUs:          c.Int("num-gpus"),
-		NumNVSwitches:    c.Int("num-nvswitches"),
-		HotplugOff:       c.Bool("hotplug-off"),
-		RootVerity:       c.Bool("root-verity"),
-		Hugepages:        c.Bool("hugepages"),
-		HostShareMode:    acpi.HostShareMode(c.String("host-share-mode")),
+		QEMUVersion:         v,
+		SMM:                 c.Bool("smm"),
+		NumNICs:             c.Int("num-nics"),
+		NumVerityVolumes:    c.Int("num-verity-volumes"),
+		NumGPUs:             c.Int("num-gpus"),
+		NumNVSwitches:       c.Int("num-nvswitches"),
+		HotplugOff:          c.Bool("hotplug-off"),
+		RootVerity:          c.Bool("root-verity"),
+		Hugepages:           c.Bool("hugepages"),
+		HostShareMode:       acpi.HostShareMode(c.String("host-share-mode")),
+		AssumeNewestProfile: c.Bool("assume-newest-acpi-profile"),
 	}
 	for name, n := range map[string]int{"num-nics": cfg.NumNICs, "num-verity-volumes": cfg.NumVerityVolumes,
 		"num-gpus": cfg.NumGPUs, "num-nvswitches": cfg.NumNVSwitches} {

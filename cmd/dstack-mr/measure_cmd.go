@@ -41,6 +41,11 @@ func measureCommand(log *logrus.Logger) *cli.Command {
 			if err != nil {
 				return err
 			}
+			var warnings [][]string
+			for _, r := range results {
+				warnings = append(warnings, r.Warnings)
+			}
+			warnOnce(log, warnings)
 			if c.Bool("json") {
 				if len(results) == 1 {
 					return printJSON(c.App.Writer, results[0])
@@ -66,6 +71,8 @@ type measureResult struct {
 	EventLog    []mr.Event  `json:"event_log"`
 	Inputs      inputsJSON  `json:"inputs"`
 	OSImageHash string      `json:"os_image_hash,omitempty"`
+	// Warnings name what this shape's value rests on beyond proof; never null.
+	Warnings []string `json:"warnings"`
 }
 
 type machineJSON struct {
@@ -140,6 +147,7 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
 				Machine: describeMachine(&m, patched), EventLog: res.EventLog,
 				Inputs: img.describe, OSImageHash: img.osImageHash,
+				Warnings: append([]string{}, m.Warnings()...),
 			}
 		}(i)
 	}
@@ -173,6 +181,7 @@ func printMeasurements(w io.Writer, results []measureResult) {
 			fmt.Fprintf(w, "os_image_hash: %s\n", r.OSImageHash)
 		}
 	}
+
 }
 
 func shortHex(s string) string {

@@ -29,6 +29,17 @@ type ACPIMachine struct {
 	HugepagesBackend string  `json:"hugepages_backend"`
 }
 
+// HotplugRootPorts reports whether the shape has pcie-root-ports on the root bus with ACPI PCI
+// hotplug on: QEMU rebuilds such a machine's tables after reset, so a dump at acpi_setup is not
+// what its guest measures, and acpi.Build refuses it.
+func (m ACPIMachine) HotplugRootPorts() bool {
+	ports := m.NumNVSwitches
+	if !m.Hugepages {
+		ports += m.NumGPUs
+	}
+	return !m.HotplugOff && ports > 0
+}
+
 // ReadJSONLGzip decodes a gzip'd JSON-lines file into one T per line.
 func ReadJSONLGzip[T any](path string) ([]T, error) {
 	raw, err := ReadGzip(path)
