@@ -275,9 +275,13 @@ func Verify(opts Options) (*Report, error) {
 	if rt3 := r.Registers["rtmr3"]; rt3.Replayed != nil {
 		rt3.Expected, rt3.Match = rt3.Replayed, rt3.ReplayMatch
 	}
+	newFirmware := checkFirmwareGeneration(r, events)
 	sh := newShape(&opts, vm)
 	exp := expected(r, &opts, vm, sh, events)
 	compareExpected(r, exp, events)
+	if rt0 := r.Registers["rtmr0"]; newFirmware != "" && rt0.Match != nil && !*rt0.Match {
+		rt0.FirstDivergence = &Divergence{Position: -1, LogIndex: -1, Note: newFirmware}
+	}
 	checkACPI(r, sh, exp, events)
 	checkApp(r, &opts, vm, q)
 	explainReplayFailures(r)
@@ -289,6 +293,45 @@ func Verify(opts Options) (*Report, error) {
 }
 
 func rtmrName(i int) string { return fmt.Sprintf("rtmr%d", i) }
+
+// checkFirmwareGeneration recognises, from RTMR0 of the log, firmware built from edk2 after
+// stable202502 (dstack's short-lived "stable202505" OVMF): it measures QEMU fw_cfg items cached
+// in SEC ("QEMU FW CFG" events) and QEMU's SMBIOS tables (EV_EFI_HANDOFF_TABLES), and adds boot
+// options, 17 RTMR0 events instead of 13. dstack-mr models only the pre-202505 sequence, so
+// such a CVM is refused by name rather than reported as an unexplained divergence. It returns
+// the reason, or "" for the modelled generation.
+func checkFirmwareGeneration(r *Report, events []eventlog.Event) string {
+	var n int
+	var fwCfg []string
+	smbios := false
+	for _, e := range events {
+		if e.IMR != 0 {
+			continue
+		}
+		n++
+		switch {
+		case eventlog.IsQEMUFwCfgEvent(&e):
+			fwCfg = append(fwCfg, eventlog.QEMUFwCfgItem(&e))
+		case e.EventType == eventlog.EvEFIHandoffTables:
+			smbios = true
+		}
+	}
+	if len(fwCfg) == 0 && !smbios {
+		return ""
+	}
+	what := []string{}
+	if len(fwCfg) > 0 {
+		what = append(what, fmt.Sprintf("QEMU fw_cfg items (%s)", strings.Join(fwCfg, ", ")))
+	}
+	if smbios {
+		what = append(what, "an SMBIOS handoff table")
+	}
+	reason := fmt.Sprintf("the event log has %d RTMR0 events, including %s: the edk2 >= stable202505 firmware generation "+
+		"(ovmf_variant stable202505), whose RTMR0 dstack-mr does not model (it models the 13-event pre-202505 sequence); "+
+		"RTMR0 of this CVM cannot be predicted", n, strings.Join(what, " and "))
+	r.check("firmware-generation", false, "%s", reason)
+	return reason
+}
 
 func quoteInfo(q *quote.Quote) *QuoteInfo {
 	return &QuoteInfo{

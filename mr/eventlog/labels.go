@@ -17,6 +17,7 @@ const (
 	EvEFIVariableBoot          = 0x80000002
 	EvEFIBootServicesApp       = 0x80000003
 	EvEFIAction                = 0x80000007
+	EvEFIHandoffTables         = 0x80000009
 	EvEFIPlatformFirmwareBlob2 = 0x8000000a
 	EvEFIHandoffTables2        = 0x8000000b
 	acpiDataPayload            = "ACPI DATA"
@@ -32,19 +33,23 @@ const (
 
 // Labels of boot-time events. They match the labels package mr gives its computed log.
 const (
-	LabelTDHob           = "td-hob"
-	LabelCFV             = "cfv"
-	LabelSecureBoot      = "secure-boot"
-	LabelPK              = "pk"
-	LabelKEK             = "kek"
-	LabelDB              = "db"
-	LabelDBX             = "dbx"
-	LabelDBT             = "dbt"
-	LabelSeparator       = "separator"
-	LabelACPILoader      = "acpi-loader"
-	LabelACPIRSDP        = "acpi-rsdp"
-	LabelACPITables      = "acpi-tables"
-	LabelBootOrder       = "boot-order"
+	LabelTDHob      = "td-hob"
+	LabelCFV        = "cfv"
+	LabelSecureBoot = "secure-boot"
+	LabelPK         = "pk"
+	LabelKEK        = "kek"
+	LabelDB         = "db"
+	LabelDBX        = "dbx"
+	LabelDBT        = "dbt"
+	LabelSeparator  = "separator"
+	LabelACPILoader = "acpi-loader"
+	LabelACPIRSDP   = "acpi-rsdp"
+	LabelACPITables = "acpi-tables"
+	LabelBootOrder  = "boot-order"
+	// Events of edk2 >= stable202505 firmware, which dstack-mr recognises but does not model:
+	// a QEMU fw_cfg item cached and measured in SEC, and QEMU's SMBIOS tables.
+	LabelQEMUFwCfg       = "qemu-fw-cfg"
+	LabelSMBIOSHandoff   = "smbios-handoff-tables"
 	LabelBoot0000        = "boot0000"
 	LabelKernel          = "kernel"
 	LabelBootAttempt     = "efi-action-calling-efi-application"
@@ -72,11 +77,31 @@ func Label(events []Event) {
 	seen := map[[2]uint32]int{}
 	for i := range events {
 		e := &events[i]
+		// A fw_cfg item shares the ACPI events' type; it must not take an ACPI blob's place.
+		if IsQEMUFwCfgEvent(e) {
+			e.Label = LabelQEMUFwCfg
+			continue
+		}
 		key := [2]uint32{e.IMR, e.EventType}
 		nth := seen[key]
 		seen[key]++
 		e.Label = labelFor(e, nth)
 	}
+}
+
+// qemuFwCfgPrefix opens the payload of the RTMR0 event edk2 >= stable202505 logs for each QEMU
+// fw_cfg item it measures (OvmfPkg QemuFwCfgCacheInit: "QEMU FW CFG" NUL, then the item name).
+var qemuFwCfgPrefix = []byte("QEMU FW CFG\x00")
+
+// IsQEMUFwCfgEvent reports whether e is such a fw_cfg item event.
+func IsQEMUFwCfgEvent(e *Event) bool {
+	return e.IMR == 0 && e.EventType == EvPlatformConfigFlags && bytes.HasPrefix(e.Payload, qemuFwCfgPrefix)
+}
+
+// QEMUFwCfgItem is the fw_cfg item name such an event measured.
+func QEMUFwCfgItem(e *Event) string {
+	name, _, _ := bytes.Cut(e.Payload[len(qemuFwCfgPrefix):], []byte{0})
+	return string(name)
 }
 
 func labelFor(e *Event, nth int) string {
@@ -94,6 +119,8 @@ func labelFor(e *Event, nth int) string {
 		switch e.EventType {
 		case EvEFIHandoffTables2:
 			return LabelTDHob
+		case EvEFIHandoffTables:
+			return LabelSMBIOSHandoff
 		case EvEFIPlatformFirmwareBlob2:
 			return LabelCFV
 		case EvEFIVariableDriverConfig:
