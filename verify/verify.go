@@ -47,8 +47,14 @@ type Options struct {
 	// os_image_hash, which then needs Expect.OSImageHash to mean anything.
 	LiteMeasurement []byte
 
-	// OverrideMachine adjusts the machine shape derived from vm_config (CLI flags).
+	// OverrideMachine adjusts the machine shape derived from vm_config (CLI flags). Without a
+	// vm_config it is applied to vm_config's defaults, and must then set at least the CPU count
+	// and the memory size.
 	OverrideMachine func(*mr.Machine)
+	// OverrideFields names, in vm_config's terms (cpu_count, memory_size, qemu_version, ...;
+	// smm, root_verity and kernel_setup_header_patch for what vm_config has no key for), the
+	// fields OverrideMachine sets, so the report can say where each shape field came from.
+	OverrideFields []string
 	// ACPI builds the ACPI blobs of a machine; nil means acpi.Build.
 	ACPI mr.ACPIBuilder
 
@@ -69,16 +75,77 @@ type Expectations struct {
 type Report struct {
 	// Verified is true only when every check ran and passed and nothing required was left
 	// unchecked (the quote signature, out of scope here, is listed but not required).
-	Verified   bool                 `json:"verified"`
-	Mode       string               `json:"mode"` // "full", "lite" or "none" (no expected image)
-	Quote      *QuoteInfo           `json:"quote"`
-	Registers  map[string]*Register `json:"registers"`
-	RTMR3      *eventlog.RTMR3Facts `json:"rtmr3,omitempty"`
-	App        *AppInfo             `json:"app"`
-	VMConfig   *VMConfig            `json:"vm_config,omitempty"`
-	Lite       *LiteMeasurement     `json:"lite_measurement,omitempty"`
-	Checks     []Check              `json:"checks"`
-	NotChecked []NotChecked         `json:"not_checked"`
+	Verified  bool                 `json:"verified"`
+	Mode      string               `json:"mode"` // "full", "lite" or "none" (no expected image)
+	Quote     *QuoteInfo           `json:"quote"`
+	Registers map[string]*Register `json:"registers"`
+	RTMR3     *eventlog.RTMR3Facts `json:"rtmr3,omitempty"`
+	App       *AppInfo             `json:"app"`
+	VMConfig  *VMConfig            `json:"vm_config,omitempty"`
+	Lite      *LiteMeasurement     `json:"lite_measurement,omitempty"`
+	// Shape is the VM shape the prediction assumed, with where each field came from.
+	Shape      *VMShape     `json:"vm_shape,omitempty"`
+	Checks     []Check      `json:"checks"`
+	NotChecked []NotChecked `json:"not_checked"`
+	// Warnings name what the prediction rests on beyond proof (acpi.MachineConfig.Warnings);
+	// never null.
+	Warnings []string `json:"warnings"`
+}
+
+// VMShape is the machine a prediction was made for. Sources maps each field (vm_config's key
+// names) to "vm_config", "flag" or "default".
+type VMShape struct {
+	CPUCount         int               `json:"cpu_count"`
+	MemorySize       uint64            `json:"memory_size"`
+	QEMUVersion      string            `json:"qemu_version"`
+	ACPIProfile      string            `json:"acpi_profile"` // the release whose ACPI profile built the tables
+	PIC              bool              `json:"pic"`
+	SMM              bool              `json:"smm"`
+	TwoPassAddPages  bool              `json:"two_pass_add_pages"`
+	NumNICs          int               `json:"num_nics"`
+	NumVerityVolumes int               `json:"num_verity_volumes"`
+	NumGPUs          int               `json:"num_gpus"`
+	NumNVSwitches    int               `json:"num_nvswitches"`
+	HotplugOff       bool              `json:"hotplug_off"`
+	RootVerity       bool              `json:"root_verity"`
+	PCIHole64Size    *uint64           `json:"pci_hole64_size"`
+	Hugepages        bool              `json:"hugepages"`
+	HostShareMode    string            `json:"host_share_mode"`
+	Sources          map[string]string `json:"sources"`
+}
+
+// shapeFields are the VMShape fields whose source is reported, by vm_config key.
+var shapeFields = []string{"cpu_count", "memory_size", "qemu_version", "pic", "smm", "qemu_single_pass_add_pages",
+	"num_nics", "num_verity_volumes", "num_gpus", "num_nvswitches", "hotplug_off", "root_verity",
+	"pci_hole64_size", "hugepages", "host_share_mode"}
+
+func describeShape(m *mr.Machine, vm *VMConfig, flags []string) *VMShape {
+	s := &VMShape{
+		CPUCount: m.CPUs, MemorySize: m.MemoryBytes, QEMUVersion: m.QEMUVersion.String(),
+		ACPIProfile: m.ProfileVersion().String(), PIC: m.PICEnabled(), SMM: m.SMM, TwoPassAddPages: m.TwoPass(),
+		NumNICs: m.NumNICs, NumVerityVolumes: m.NumVerityVolumes, NumGPUs: m.NumGPUs, NumNVSwitches: m.NumNVSwitches,
+		HotplugOff: m.HotplugOff, RootVerity: m.RootVerity, Hugepages: m.Hugepages, HostShareMode: string(m.HostShareMode),
+		Sources: map[string]string{},
+	}
+	if m.PCIHole64SizeSet {
+		v := m.PCIHole64Size
+		s.PCIHole64Size = &v
+	}
+	flagged := map[string]bool{}
+	for _, f := range flags {
+		flagged[f] = true
+	}
+	for _, f := range shapeFields {
+		switch {
+		case flagged[f]:
+			s.Sources[f] = "flag"
+		case vm != nil && vm.present[f]:
+			s.Sources[f] = "vm_config"
+		default:
+			s.Sources[f] = "default"
+		}
+	}
+	return s
 }
 
 // QuoteInfo summarises the quote.
@@ -260,7 +327,7 @@ func Verify(opts Options) (*Report, error) {
 		}
 	}
 
-	r := &Report{Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}}
+	r := &Report{Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}, Warnings: []string{}}
 	r.Quote = quoteInfo(q)
 	r.skip("quote-signature", false, "%s", quote.SignatureNotVerified)
 	r.App.MRConfigID = Hex(q.Report.MRConfigID)
@@ -277,6 +344,11 @@ func Verify(opts Options) (*Report, error) {
 	}
 	newFirmware := checkFirmwareGeneration(r, events)
 	sh := newShape(&opts, vm)
+	if sh.machine != nil {
+		r.Shape = describeShape(sh.machine, vm, opts.OverrideFields)
+		r.Warnings = append(r.Warnings, sh.machine.Warnings()...)
+	}
+	checkACPIProfile(r, sh)
 	exp := expected(r, &opts, vm, sh, events)
 	compareExpected(r, exp, events)
 	if rt0 := r.Registers["rtmr0"]; newFirmware != "" && rt0.Match != nil && !*rt0.Match {
@@ -422,9 +494,14 @@ type shape struct {
 func newShape(opts *Options, vm *VMConfig) *shape {
 	s := &shape{}
 	if vm == nil {
-		s.machineErr = errors.New("no vm_config: the VM shape (CPUs, memory, devices, QEMU version) is unknown")
-		s.acpiErr = s.machineErr
-		return s
+		if !overrides(opts, "cpu_count") || !overrides(opts, "memory_size") {
+			s.machineErr = errors.New("no vm_config: the VM shape (CPUs, memory, devices, QEMU version) is unknown; give it with --vm-config or the VM shape flags (at least --cpu and --memory)")
+			s.acpiErr = s.machineErr
+			return s
+		}
+		// Older attestations carry no vm_config; their operators publish the shape. Start
+		// from what vm_config means when a key is absent, then apply the caller's shape.
+		vm, _ = ParseVMConfig([]byte("{}"))
 	}
 	if s.machine, s.machineErr = machine(opts, vm); s.machineErr != nil {
 		s.acpiErr = s.machineErr
@@ -500,7 +577,7 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 			r.skip("os-image-identity", true, "the lite document comes from the VM's own vm_config: give the expected os_image_hash (or a measurement.tdx.cbor you trust) to tie it to an image you trust")
 		}
 	}
-	if vm.OVMFVariant != nil && *vm.OVMFVariant != lm.TDVF.OVMF {
+	if vm != nil && vm.OVMFVariant != nil && *vm.OVMFVariant != lm.TDVF.OVMF {
 		r.check("ovmf-variant", false, "vm_config.ovmf_variant %q, document %q", *vm.OVMFVariant, lm.TDVF.OVMF)
 	}
 	r.Lite = lm
@@ -538,7 +615,35 @@ func machine(opts *Options, vm *VMConfig) (*mr.Machine, error) {
 	if opts.OverrideMachine != nil {
 		opts.OverrideMachine(m)
 	}
+	// A verifier judges a CVM that already runs: a QEMU newer than the newest profile is
+	// predicted with that profile, and the report names the assumption (checkACPIProfile).
+	if m.QEMUVersion.NewerThanNewestProfile() {
+		m.AssumeNewestProfile = true
+	}
 	return m, nil
+}
+
+func overrides(opts *Options, field string) bool {
+	if opts.OverrideMachine == nil {
+		return false
+	}
+	for _, f := range opts.OverrideFields {
+		if f == field {
+			return true
+		}
+	}
+	return false
+}
+
+// checkACPIProfile reports, as a check of its own, that the ACPI tables were predicted with
+// the newest profile for a newer QEMU, so that an ACPI mismatch reads as a possible ABI change.
+func checkACPIProfile(r *Report, sh *shape) {
+	if sh.machine == nil || !sh.machine.AssumeNewestProfile || !sh.machine.QEMUVersion.NewerThanNewestProfile() {
+		return
+	}
+	v, n := sh.machine.QEMUVersion, acpi.NewestProfile()
+	r.check("acpi-profile-assumed", true, "QEMU %s is newer than the newest ACPI profile (%d.%d): the ACPI tables were predicted with the %d.%d profile; "+
+		"if the ACPI digests differ, QEMU %d.%d may have changed the ACPI ABI (not necessarily tampering)", v, n.Major, n.Minor, n.Major, n.Minor, v.Major, v.Minor)
 }
 
 func acpiDigestsFromLog(events []eventlog.Event) map[string][]byte {
@@ -678,7 +783,11 @@ func checkACPI(r *Report, sh *shape, e *Expected, events []eventlog.Event) {
 		}
 	}
 	if len(bad) > 0 {
-		r.check(name, false, "%s; depends on %s", strings.Join(bad, "; "), strings.Join(DependsOn(eventlog.LabelACPITables), ", "))
+		note := ""
+		if sh.machine != nil && sh.machine.AssumeNewestProfile && sh.machine.QEMUVersion.NewerThanNewestProfile() {
+			note = fmt.Sprintf(" (tables predicted with the %s profile for QEMU %s, which may have changed the ACPI ABI)", acpi.NewestProfile(), sh.machine.QEMUVersion)
+		}
+		r.check(name, false, "%s; depends on %s%s", strings.Join(bad, "; "), strings.Join(DependsOn(eventlog.LabelACPITables), ", "), note)
 		return
 	}
 	r.check(name, true, "acpi-loader, acpi-rsdp and acpi-tables match the tables of the VM shape")

@@ -49,6 +49,10 @@ type VMConfig struct {
 	// Unknown lists keys this package does not interpret; a shape field added upstream later
 	// would show up here instead of being silently ignored.
 	Unknown []string `json:"unknown_fields,omitempty"`
+
+	// present records the keys the JSON carried (with a non-null value), so a report can say
+	// which shape fields came from vm_config and which from defaults.
+	present map[string]bool
 }
 
 // knownVMConfigKeys are the keys ParseVMConfig reads, plus the non-TDX measurement documents
@@ -80,8 +84,11 @@ func ParseVMConfig(data []byte) (*VMConfig, error) {
 	if err := json.Unmarshal(data, &fields); err != nil {
 		return nil, fmt.Errorf("vm_config: want a JSON object: %w", err)
 	}
-	vm := &VMConfig{NumNICs: 1} // dstack omits num_nics when it is 1
+	vm := &VMConfig{NumNICs: 1, present: map[string]bool{}} // dstack omits num_nics when it is 1
 	for k, raw := range fields {
+		if string(raw) != "null" {
+			vm.present[k] = true
+		}
 		if !knownVMConfigKeys[k] {
 			vm.Unknown = append(vm.Unknown, k)
 			continue

@@ -28,7 +28,11 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 		ArgsUsage: "[IMAGE]",
 		Description: "Replays every RTMR from the event log and compares it with the quote, recomputes\n" +
 			"MRTD and RTMR0-2 for the expected image and the VM shape (from vm_config, overridden by\n" +
-			"any VM shape flag given), checks the ACPI digests, and reports the RTMR3 app facts.\n\n" +
+			"any VM shape flag given; without a vm_config, from the flags alone, at least --cpu and\n" +
+			"--memory, on vm_config's defaults, not the flag defaults shown below), checks the ACPI\n" +
+			"digests, and reports the RTMR3 app facts. The report says where each shape field came\n" +
+			"from. A QEMU newer than the newest ACPI profile (11.1) is predicted with that profile and\n" +
+			"the assumption is reported as the acpi-profile-assumed check.\n\n" +
 			"IMAGE (metadata.json, image directory or release tarball) selects full mode;\n" +
 			"--measurement (measurement.tdx.cbor) selects lite mode; without either, the VM's own\n" +
 			"vm_config.tdx_measurement is used and must be bound with --os-image-hash.\n" +
@@ -130,39 +134,54 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 			return nil, err
 		}
 	}
-	override, err := machineOverride(c)
+	override, fields, err := machineOverride(c)
 	if err != nil {
 		return nil, err
 	}
-	opts.OverrideMachine = override
+	opts.OverrideMachine, opts.OverrideFields = override, fields
 	return &opts, nil
 }
 
-// machineOverride applies the VM shape flags the user actually gave on top of vm_config.
-func machineOverride(c *cli.Context) (func(*mr.Machine), error) {
+// shapeFlagFields maps each VM shape flag to the vm_config field it stands for (verify reports
+// where every shape field came from).
+var shapeFlagFields = map[string]string{
+	"cpu": "cpu_count", "memory": "memory_size", "qemu-version": "qemu_version", "pic": "pic", "smm": "smm",
+	"num-nics": "num_nics", "num-verity-volumes": "num_verity_volumes", "num-gpus": "num_gpus",
+	"num-nvswitches": "num_nvswitches", "hotplug-off": "hotplug_off", "root-verity": "root_verity",
+	"pci-hole64-size": "pci_hole64_size", "hugepages": "hugepages", "host-share-mode": "host_share_mode",
+	"two-pass-add-pages": "qemu_single_pass_add_pages", "no-kernel-patch": "kernel_setup_header_patch",
+}
+
+// machineOverride applies the VM shape flags the user actually gave on top of vm_config (or,
+// without one, on top of vm_config's defaults), and names the fields they set.
+func machineOverride(c *cli.Context) (func(*mr.Machine), []string, error) {
 	var setters []func(*mr.Machine)
+	var fields []string
 	if c.IsSet("cpu") {
 		n, err := strconv.Atoi(c.String("cpu"))
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("--cpu %q: verify takes one positive whole number", c.String("cpu"))
+			return nil, nil, fmt.Errorf("--cpu %q: verify takes one positive whole number", c.String("cpu"))
 		}
 		setters = append(setters, func(m *mr.Machine) { m.CPUs = n })
+		fields = append(fields, shapeFlagFields["cpu"])
 	}
 	if c.IsSet("memory") {
 		v, err := parseSize(c.String("memory"))
 		if err != nil || v == 0 {
-			return nil, fmt.Errorf("--memory %q: verify takes one non-zero size", c.String("memory"))
+			return nil, nil, fmt.Errorf("--memory %q: verify takes one non-zero size", c.String("memory"))
 		}
 		setters = append(setters, func(m *mr.Machine) { m.MemoryBytes = v })
+		fields = append(fields, shapeFlagFields["memory"])
 	}
 	base, err := baseMachine(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b := base.Config
 	set := func(name string, f func(m *mr.Machine)) {
 		if c.IsSet(name) {
 			setters = append(setters, f)
+			fields = append(fields, shapeFlagFields[name])
 		}
 	}
 	set("qemu-version", func(m *mr.Machine) { m.QEMUVersion = b.QEMUVersion })
@@ -180,13 +199,13 @@ func machineOverride(c *cli.Context) (func(*mr.Machine), error) {
 	set("two-pass-add-pages", func(m *mr.Machine) { m.TwoPassAddPages = base.TwoPass })
 	set("no-kernel-patch", func(m *mr.Machine) { m.NoKernelPatch = base.NoKernelPatch })
 	if len(setters) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	return func(m *mr.Machine) {
 		for _, s := range setters {
 			s(m)
 		}
-	}, nil
+	}, fields, nil
 }
 
 func printVerifyReport(w io.Writer, r *verify.Report) {

@@ -87,3 +87,34 @@ func TestVerifyGenuineLiteAttestation(t *testing.T) {
 		t.Errorf("rtmr0 with the wrong CPU count: %+v", r0)
 	}
 }
+
+// An attestation without vm_config (a NEAR MPC node) is checked against the shape its operators
+// publish, given as flags; the JSON says where each shape field came from.
+func TestVerifyShapeFromFlagsWithoutVMConfig(t *testing.T) {
+	att := testvectors.Shared(t, "real-attestations/near-mpc/getquote.dstack-0.5.4.e76f1a38.json")
+	code, stdout, stderr := runCLI("verify", "--attestation", att, "--cpu", "8", "--memory", "64G", "--qemu-version", "8.2.2", "--json")
+	if code != exitNotVerified { // no expected image: MRTD and RTMR0-2 are not predicted
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Checks []struct {
+			Name string `json:"name"`
+			OK   bool   `json:"ok"`
+		} `json:"checks"`
+		Shape struct {
+			CPUCount int               `json:"cpu_count"`
+			Sources  map[string]string `json:"sources"`
+		} `json:"vm_shape"`
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	acpiOK := false
+	for _, c := range rep.Checks {
+		acpiOK = acpiOK || (c.Name == "acpi-digests" && c.OK)
+	}
+	if !acpiOK || rep.Shape.CPUCount != 8 || rep.Shape.Sources["memory_size"] != "flag" || rep.Shape.Sources["hotplug_off"] != "default" || rep.Warnings == nil {
+		t.Errorf("acpi-digests ok %v, shape %+v, warnings %v", acpiOK, rep.Shape, rep.Warnings)
+	}
+}

@@ -1,0 +1,71 @@
+package verify
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
+	"github.com/dstack-mr/dstack-mr/mr"
+)
+
+func checkNamed(r *Report, name string) *Check {
+	for i := range r.Checks {
+		if r.Checks[i].Name == name {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
+// A NEAR MPC node's attestation carries no vm_config; its operators publish the shape
+// (8 vCPU, 64 GiB, QEMU 8.2.2). Given as the VM shape, it predicts the logged ACPI digests,
+// and the report says which fields came from the caller and which are vm_config's defaults.
+func TestVerifyWithoutVMConfigUsesGivenShape(t *testing.T) {
+	raw := testvectors.ReadShared(t, "real-attestations/near-mpc/getquote.dstack-0.5.4.e76f1a38.json")
+	v822 := acpi.Version{Major: 8, Minor: 2, Micro: 2}
+	shape := func(m *mr.Machine) { m.CPUs, m.MemoryBytes, m.QEMUVersion = 8, 64<<30, v822 }
+
+	r := mustVerify(t, Options{Attestation: raw, OverrideMachine: shape, OverrideFields: []string{"cpu_count", "memory_size", "qemu_version"}})
+	if c := checkNamed(r, "acpi-digests"); c == nil || !c.OK {
+		t.Fatalf("acpi-digests %+v", c)
+	}
+	if r.Shape == nil || r.Shape.CPUCount != 8 || r.Shape.Sources["cpu_count"] != "flag" || r.Shape.Sources["num_nics"] != "default" || r.Shape.Sources["qemu_version"] != "flag" {
+		t.Errorf("shape %+v", r.Shape)
+	}
+	// A wrong published shape is caught by the ACPI digests.
+	wrong := func(m *mr.Machine) { m.CPUs, m.MemoryBytes, m.QEMUVersion = 4, 64<<30, v822 }
+	r = mustVerify(t, Options{Attestation: raw, OverrideMachine: wrong, OverrideFields: []string{"cpu_count", "memory_size", "qemu_version"}})
+	if c := checkNamed(r, "acpi-digests"); c == nil || c.OK {
+		t.Fatalf("4 vCPUs instead of 8: acpi-digests %+v", c)
+	}
+	// Without CPU count and memory there is no shape, and the report says how to give one.
+	r = mustVerify(t, Options{Attestation: raw, OverrideMachine: func(m *mr.Machine) { m.QEMUVersion = v822 }, OverrideFields: []string{"qemu_version"}})
+	found := false
+	for _, n := range r.NotChecked {
+		found = found || (n.Name == "acpi-digests" && strings.Contains(n.Reason, "--cpu"))
+	}
+	if !found || r.Shape != nil {
+		t.Errorf("no shape: not checked %+v, shape %+v", r.NotChecked, r.Shape)
+	}
+}
+
+// A QEMU newer than the newest ACPI profile is predicted with that profile; the assumption is
+// a named check, and an ACPI mismatch says the release may have changed the ABI.
+func TestVerifyAssumesNewestProfile(t *testing.T) {
+	raw, _ := loadFixture(t, fullFixture)
+	r := mustVerify(t, Options{Attestation: raw, OverrideMachine: func(m *mr.Machine) { m.QEMUVersion = acpi.Version{Major: 11, Minor: 2} },
+		OverrideFields: []string{"qemu_version"}})
+	c := checkNamed(r, "acpi-profile-assumed")
+	if c == nil || !c.OK || !strings.Contains(c.Detail, "11.2.0") || !strings.Contains(c.Detail, "(11.1)") {
+		t.Fatalf("acpi-profile-assumed %+v", c)
+	}
+	// The CVM ran QEMU 9.2.1, whose tables differ from 11.1's.
+	a := checkNamed(r, "acpi-digests")
+	if a == nil || a.OK || !strings.Contains(a.Detail, "may have changed the ACPI ABI") {
+		t.Errorf("acpi-digests %+v", a)
+	}
+	if r.Shape.ACPIProfile != "11.1.0" || len(r.Warnings) == 0 || !strings.HasPrefix(r.Warnings[0], "acpi-profile:") {
+		t.Errorf("shape profile %s, warnings %q", r.Shape.ACPIProfile, r.Warnings)
+	}
+}
