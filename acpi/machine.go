@@ -87,6 +87,11 @@ type MachineConfig struct {
 	// HugepagesBackend is how the hugepage memory backend is bound to host NUMA nodes; only
 	// meaningful with Hugepages. The zero value means HugepagesPlain.
 	HugepagesBackend HugepagesBackend
+	// NUMANodes is dstack-vmm's guest NUMA layout (vm_config numa_nodes): one entry per guest
+	// node, naming the bus of that node's pxb-pcie expander. Empty: the layout Hugepages implies
+	// (one node, its expander on bus 5 when GPUs are attached). Only that layout is supported
+	// yet; more nodes are refused with ErrNotSupported until proven against real QEMU.
+	NUMANodes []NUMANode
 	// AssumeNewestProfile builds a QEMU release newer than the newest ACPI profile with that
 	// profile instead of refusing it. The result is a guess about a release nobody has read:
 	// callers must say so wherever they show it.
@@ -96,6 +101,11 @@ type MachineConfig struct {
 	// 4 GiB pc_memory_init moved to 1 TiB: never a TD's layout, so unexported. Tests use it to
 	// show that a published golden differing from a TD's tables differs for exactly that reason.
 	amdHTRelocation bool
+}
+
+// NUMANode is one guest NUMA node of a multi-node GPU VM.
+type NUMANode struct {
+	PXBBus int `json:"pxb_bus"` // bus number of the node's pxb-pcie expander
 }
 
 // HugepagesBackend selects the -object memory-backend-file options of a hugepages VM. Where the

@@ -240,3 +240,51 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 }
+
+func TestNUMANodes(t *testing.T) {
+	gpuVM := func(c *MachineConfig) {
+		c.CPUs, c.MemoryBytes, c.Hugepages, c.NumGPUs, c.HotplugOff = 12, 6<<30, true, 1, true
+	}
+	for _, tc := range []struct {
+		name         string
+		nodes        []NUMANode
+		mutate       func(c *MachineConfig)
+		notSupported bool
+		errPart      string
+	}{
+		{"absent", nil, gpuVM, false, ""},
+		{"the implied single node", []NUMANode{{5}}, gpuVM, false, ""},
+		{"single node elsewhere", []NUMANode{{6}}, gpuVM, true, "bus 6"},
+		{"single node without GPUs", []NUMANode{{5}}, func(c *MachineConfig) { gpuVM(c); c.NumGPUs = 0 }, true, "0 GPUs"},
+		{"three nodes (upstream's case)", []NUMANode{{5}, {6}, {8}}, gpuVM, true, "3 guest node(s) with expanders on bus 5,6,8"},
+		{"bus 0", []NUMANode{{0}}, gpuVM, false, "bus 0 is the root bus"},
+		{"duplicate bus", []NUMANode{{5}, {5}}, gpuVM, false, "used by another node"},
+		{"vCPUs not divisible", []NUMANode{{5}, {6}, {8}, {9}, {10}}, gpuVM, false, "12 vCPUs do not split evenly across 5"},
+		{"16 expanders", make([]NUMANode, 16), gpuVM, false, "at most 15"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := upstreamGoldenBase()
+			tc.mutate(&cfg)
+			cfg.NUMANodes = tc.nodes
+			_, err := Build(cfg)
+			switch {
+			case tc.errPart == "":
+				if err != nil {
+					t.Fatal(err)
+				}
+			case err == nil || !strings.Contains(err.Error(), tc.errPart) || errors.Is(err, ErrNotSupported) != tc.notSupported:
+				t.Fatalf("error %v: want %q, not supported %v", err, tc.errPart, tc.notSupported)
+			}
+		})
+	}
+	// Spelling out the implied node changes nothing.
+	a, b := upstreamGoldenBase(), upstreamGoldenBase()
+	gpuVM(&a)
+	gpuVM(&b)
+	b.NUMANodes = []NUMANode{{5}}
+	x, _ := Build(a)
+	y, _ := Build(b)
+	if !bytes.Equal(x.Tables, y.Tables) {
+		t.Error("explicit single node builds other tables")
+	}
+}

@@ -1,6 +1,9 @@
 package acpi
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Limits of the machine shapes Build accepts. Anything QEMU itself would refuse is an error;
 // anything QEMU accepts but this package has no reference tables for wraps ErrNotSupported.
@@ -170,5 +173,46 @@ func (c *MachineConfig) validateHugepages() error {
 	default:
 		return fmt.Errorf("acpi: MachineConfig.HugepagesBackend = %q: want %q or %q", c.HugepagesBackend, HugepagesPlain, HugepagesDstack)
 	}
-	return nil
+	return c.validateNUMANodes()
+}
+
+// maxNUMAExpanders: node i's expander sits at root slot 0x10+i, and slots 0x10..0x1e are free
+// below the ICH9 functions at 0x1f.
+const maxNUMAExpanders = 0x1f - pxbPCIeSlot
+
+// validateNUMANodes refuses NUMA layouts QEMU or dstack-vmm would refuse, and (ErrNotSupported)
+// every layout but the single node hugepages implies: multi-node tables are not proven yet.
+func (c *MachineConfig) validateNUMANodes() error {
+	n := len(c.NUMANodes)
+	if n == 0 {
+		return nil
+	}
+	if n > maxNUMAExpanders {
+		return fmt.Errorf("acpi: %d NUMA nodes: at most %d expanders fit root slots 0x%x..0x1e", n, maxNUMAExpanders, pxbPCIeSlot)
+	}
+	seen := map[int]bool{}
+	for i, node := range c.NUMANodes {
+		switch {
+		case node.PXBBus <= 0 || node.PXBBus > 0xff:
+			return fmt.Errorf("acpi: NUMA node %d: expander bus %d: want 1..255 (bus 0 is the root bus)", i, node.PXBBus)
+		case seen[node.PXBBus]:
+			return fmt.Errorf("acpi: NUMA node %d: expander bus %d is used by another node", i, node.PXBBus)
+		}
+		seen[node.PXBBus] = true
+	}
+	if c.CPUs%n != 0 {
+		return fmt.Errorf("acpi: %d vCPUs do not split evenly across %d NUMA nodes", c.CPUs, n)
+	}
+	if c.MemoryBytes%uint64(n) != 0 {
+		return fmt.Errorf("acpi: %d bytes of memory do not split evenly across %d NUMA nodes", c.MemoryBytes, n)
+	}
+	if n == 1 && c.Hugepages && c.NumGPUs > 0 && c.NUMANodes[0].PXBBus == pxbBusNr {
+		return nil // the layout hugepages implies, spelled out
+	}
+	buses := make([]string, n)
+	for i, node := range c.NUMANodes {
+		buses[i] = fmt.Sprint(node.PXBBus)
+	}
+	return fmt.Errorf("acpi: NUMA layout of %d guest node(s) with expanders on bus %s (with hugepages %v, %d GPUs): only the single node hugepages implies (expander on bus %d, GPUs attached) is proven against real QEMU: %w",
+		n, strings.Join(buses, ","), c.Hugepages, c.NumGPUs, pxbBusNr, ErrNotSupported)
 }

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -67,5 +68,39 @@ func TestVerifyAssumesNewestProfile(t *testing.T) {
 	}
 	if r.Shape.ACPIProfile != "11.1.0" || len(r.Warnings) == 0 || !strings.HasPrefix(r.Warnings[0], "acpi-profile:") {
 		t.Errorf("shape profile %s, warnings %q", r.Shape.ACPIProfile, r.Warnings)
+	}
+}
+
+// vm_config fields that change the machine beyond the model (multi-node NUMA, extra root
+// devices) are refused as not supported, never ignored into a wrong prediction.
+func TestVerifyRefusesUnmodelledTopology(t *testing.T) {
+	raw, g := loadFixture(t, fullFixture)
+	for _, tc := range []struct{ field, want string }{
+		{`"numa_nodes": [{"pxb_bus": 5}, {"pxb_bus": 6}]`, "NUMA layout of 2 guest node(s)"},
+		{`"extra_root_devices": [{"kind": "endpoint"}]`, "extra_root_devices"},
+	} {
+		var vm map[string]any
+		if err := json.Unmarshal([]byte(g.VMConfig), &vm); err != nil {
+			t.Fatal(err)
+		}
+		var extra map[string]any
+		if err := json.Unmarshal([]byte("{"+tc.field+"}"), &extra); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range extra {
+			vm[k] = v
+		}
+		vmJSON, _ := json.Marshal(vm)
+		r := mustVerify(t, Options{Attestation: raw, VMConfig: vmJSON})
+		if r.Verified {
+			t.Fatalf("%s: verified", tc.field)
+		}
+		found := false
+		for _, n := range r.NotChecked {
+			found = found || (n.Name == "acpi-digests" && strings.Contains(n.Reason, tc.want) && strings.Contains(n.Reason, "not supported yet"))
+		}
+		if !found {
+			t.Errorf("%s: acpi-digests not refused by name: %+v", tc.field, r.NotChecked)
+		}
 	}
 }

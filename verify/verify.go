@@ -111,13 +111,14 @@ type VMShape struct {
 	PCIHole64Size    *uint64           `json:"pci_hole64_size"`
 	Hugepages        bool              `json:"hugepages"`
 	HostShareMode    string            `json:"host_share_mode"`
+	NUMANodes        []acpi.NUMANode   `json:"numa_nodes"`
 	Sources          map[string]string `json:"sources"`
 }
 
 // shapeFields are the VMShape fields whose source is reported, by vm_config key.
 var shapeFields = []string{"cpu_count", "memory_size", "qemu_version", "pic", "smm", "qemu_single_pass_add_pages",
 	"num_nics", "num_verity_volumes", "num_gpus", "num_nvswitches", "hotplug_off", "root_verity",
-	"pci_hole64_size", "hugepages", "host_share_mode"}
+	"pci_hole64_size", "hugepages", "host_share_mode", "numa_nodes"}
 
 func describeShape(m *mr.Machine, vm *VMConfig, flags []string) *VMShape {
 	s := &VMShape{
@@ -125,7 +126,7 @@ func describeShape(m *mr.Machine, vm *VMConfig, flags []string) *VMShape {
 		ACPIProfile: m.ProfileVersion().String(), PIC: m.PICEnabled(), SMM: m.SMM, TwoPassAddPages: m.TwoPass(),
 		NumNICs: m.NumNICs, NumVerityVolumes: m.NumVerityVolumes, NumGPUs: m.NumGPUs, NumNVSwitches: m.NumNVSwitches,
 		HotplugOff: m.HotplugOff, RootVerity: m.RootVerity, Hugepages: m.Hugepages, HostShareMode: string(m.HostShareMode),
-		Sources: map[string]string{},
+		NUMANodes: m.NUMANodes, Sources: map[string]string{},
 	}
 	if m.PCIHole64SizeSet {
 		v := m.PCIHole64Size

@@ -43,6 +43,10 @@ type VMConfig struct {
 	HostShareMode          string  `json:"host_share_mode"`
 	OVMFVariant            *string `json:"ovmf_variant,omitempty"`
 	TDXAttestationVariant  string  `json:"tdx_attestation_variant,omitempty"`
+	// NUMANodes is newer dstack-vmm's guest NUMA layout for GPU VMs (one expander bus per node).
+	NUMANodes []acpi.NUMANode `json:"numa_nodes,omitempty"`
+	// ExtraRootDevices (newest vm_configs): devices on the root bus; kept raw, refused when set.
+	ExtraRootDevices json.RawMessage `json:"extra_root_devices,omitempty"`
 	// TDXMeasurement is the lite document (sha256sum.txt + measurement.tdx.cbor), when the
 	// image provides one.
 	TDXMeasurement *LiteDocument `json:"-"`
@@ -64,6 +68,7 @@ var knownVMConfigKeys = map[string]bool{
 	"num_verity_volumes": true, "swtpm": true, "hotplug_off": true, "image": true,
 	"host_share_mode": true, "ovmf_variant": true, "tdx_attestation_variant": true,
 	"tdx_measurement": true, "gcp_measurement": true, "aws_measurement": true,
+	"numa_nodes": true, "extra_root_devices": true,
 }
 
 // ParseVMConfig decodes vm_config: a JSON object, or a JSON string holding one (the way
@@ -154,6 +159,11 @@ func (vm *VMConfig) setField(k string, raw json.RawMessage) error {
 		target = &vm.OVMFVariant
 	case "tdx_attestation_variant":
 		target = &vm.TDXAttestationVariant
+	case "numa_nodes":
+		target = &vm.NUMANodes
+	case "extra_root_devices":
+		vm.ExtraRootDevices = append(json.RawMessage(nil), raw...)
+		return nil
 	case "tdx_measurement":
 		var d struct {
 			ChecksumFile string `json:"checksum_file"`
@@ -199,6 +209,9 @@ func (vm *VMConfig) Machine() (*mr.Machine, error) {
 	if vm.OVMFVariant != nil && *vm.OVMFVariant != OVMFPre202505 {
 		return nil, fmt.Errorf("vm_config.ovmf_variant %q: only %q is defined: %w", *vm.OVMFVariant, OVMFPre202505, ErrNotSupported)
 	}
+	if len(vm.ExtraRootDevices) > 0 && !bytes.Equal(bytes.TrimSpace(vm.ExtraRootDevices), []byte("[]")) {
+		return nil, fmt.Errorf("vm_config.extra_root_devices: devices on the root PCIe bus, whose vm_config format and QEMU placement are not established from public sources: %w", ErrNotSupported)
+	}
 	vs := defaultQEMUVersion
 	if vm.QEMUVersion != nil {
 		vs = *vm.QEMUVersion
@@ -232,6 +245,7 @@ func (vm *VMConfig) Machine() (*mr.Machine, error) {
 		Hugepages:        vm.Hugepages,
 		// dstack-vmm binds hugepages to host NUMA nodes (host-nodes=N,policy=bind).
 		HugepagesBackend: acpi.HugepagesDstack,
+		NUMANodes:        vm.NUMANodes,
 	}}
 	// Upstream dstack (dstack-mr tdx.rs, verifier) feeds qemu_single_pass_add_pages into its
 	// two-pass option unchanged; real configs say false on QEMU 9.x, whose default is

@@ -37,6 +37,8 @@ func machineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pci-hole64-size", Category: machineCategory,
 			Usage: "q35-pcihost.pci-hole64-size (bytes, 0x-hex or K/M/G/T); unset keeps QEMU's default"},
 		&cli.BoolFlag{Name: "hugepages", Category: machineCategory, Usage: "hugepages backing (NUMA node, pxb-pcie expander, SRAT)"},
+		&cli.StringFlag{Name: "numa-nodes", Category: machineCategory, DefaultText: "the layout --hugepages implies",
+			Usage: "guest NUMA nodes of a GPU VM, one pxb-pcie expander bus per node (vm_config numa_nodes), e.g. 5,6,8; only the single node --hugepages implies (5) is supported yet"},
 		&cli.StringFlag{Name: "host-share-mode", Value: "9p", Category: machineCategory,
 			Usage: "how the host config is shared: 9p or vvfat"},
 		&cli.BoolFlag{Name: "no-kernel-patch", Category: machineCategory, DefaultText: "from QEMU version and firmware",
@@ -130,6 +132,15 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 	if c.IsSet("pic") {
 		pic := c.Bool("pic")
 		cfg.PIC = &pic
+	}
+	if c.IsSet("numa-nodes") {
+		for _, b := range splitList(c.String("numa-nodes")) {
+			n, err := strconv.Atoi(b)
+			if err != nil {
+				return s, fmt.Errorf("--numa-nodes %q: want a comma-separated list of expander bus numbers", c.String("numa-nodes"))
+			}
+			cfg.NUMANodes = append(cfg.NUMANodes, acpi.NUMANode{PXBBus: n})
+		}
 	}
 	if c.IsSet("pci-hole64-size") {
 		size, err := parseSize(c.String("pci-hole64-size"))
