@@ -32,28 +32,36 @@ func Build(cfg MachineConfig) (*Blobs, error) {
 	return buildAtSetup(cfg)
 }
 
-// checkTablesStable refuses shapes whose tables QEMU rebuilds between acpi_setup and the
-// firmware's read. With ACPI PCI hotplug on, a pcie-root-port on pcie.0 (a GPU of a machine
-// without an expander, any NVSwitch) gets a BSEL when the machine resets (acpi_pcihp_reset ->
-// acpi_set_bsel), and the tables the firmware fetches (acpi_build_update) then carry per-slot
-// hotplug AML for that bus (BSEL, PCNT, the _E01 call) that a dump at acpi_setup, which every
-// oracle of this package is, never shows. Root ports behind a pxb-pcie expander are not
-// affected. Until the rebuilt tables are proven against real output, refuse rather than guess.
+// checkTablesStable refuses shapes whose tables QEMU rebuilds, differently, between acpi_setup
+// and the firmware's read. OVMF fetches etc/acpi/tables only after it has connected the PCI root
+// bridges (AcpiPlatformDxe waits for that), and the read makes QEMU rebuild the tables
+// (acpi_build_update) from the machine as it then is:
+//   - with ACPI PCI hotplug on, a pcie-root-port on pcie.0 (a GPU of a machine without an
+//     expander, any NVSwitch) has got a BSEL at machine reset (acpi_pcihp_reset ->
+//     acpi_set_bsel), and the rebuilt DSDT carries per-slot hotplug AML for that bus (BSEL,
+//     PCNT, the _E01 call);
+//   - a pxb-pcie expander's _CRS comes from build_crs, which reads the bus numbers and the
+//     windows the firmware has programmed into the bridges behind it (the GPUs' root ports,
+//     sized by the GPUs' BARs), and PCI0's _CRS is cut around them.
+//
+// Every oracle of this package is a dump at acpi_setup, which shows neither; until the rebuilt
+// tables are proven against a real guest, refuse rather than guess.
 func (c *MachineConfig) checkTablesStable() error {
+	if c.Hugepages && c.NumGPUs > 0 {
+		return fmt.Errorf("acpi: %d GPU(s) behind the hugepages pxb-pcie expander: the expander's resources in the tables the firmware "+
+			"measures are the bus numbers and windows OVMF assigns to the GPUs' root ports (their BAR sizes), which no dump has shown: %w",
+			c.NumGPUs, ErrNotSupported)
+	}
 	if c.HotplugOff {
 		return nil
 	}
-	ports := c.NumNVSwitches
-	if !c.Hugepages {
-		ports += c.NumGPUs
+	if ports := c.NumGPUs + c.NumNVSwitches; ports > 0 {
+		return fmt.Errorf("acpi: %d GPU/NVSwitch root port(s) on the root PCIe bus with ACPI PCI hotplug on: "+
+			"QEMU adds hotplug AML for them when the VM resets, which no dump has shown, so the tables the firmware measures are not known; "+
+			"launch with hotplug off (vm_config qemu_hotplug_off, --hotplug-off), as dstack's GPU hosts do: %w",
+			ports, ErrNotSupported)
 	}
-	if ports == 0 {
-		return nil
-	}
-	return fmt.Errorf("acpi: %d GPU/NVSwitch root port(s) on the root PCIe bus with ACPI PCI hotplug on: "+
-		"QEMU adds hotplug AML for them when the VM resets, which no dump has shown, so the tables the firmware "+
-		"measures are not known; launch with hotplug off (vm_config qemu_hotplug_off, --hotplug-off), as dstack's GPU hosts do: %w",
-		ports, ErrNotSupported)
+	return nil
 }
 
 // buildAtSetup builds the blobs exactly as QEMU's acpi_setup writes them when the machine is

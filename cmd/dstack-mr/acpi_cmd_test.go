@@ -55,8 +55,8 @@ func (o oracleShape) want(blob string) string {
 }
 
 // cliOracleShapes picks a spread of the real-QEMU shapes the CLI can express: every 40th one
-// plus every hugepages (SRAT, pxb-pcie) shape QEMU built. Shapes whose tables QEMU rebuilds
-// after reset are left out: the CLI refuses them (TestACPICommandRefusesHotplugRootPorts).
+// plus every hugepages (SRAT) shape QEMU built. Shapes whose tables QEMU rebuilds before the
+// firmware reads them are left out: the CLI refuses them (TestACPICommandGPUBoundaries).
 func cliOracleShapes(t *testing.T) []oracleShape {
 	t.Helper()
 	all, err := testvectors.ReadJSONLGzip[oracleShape]("../../testdata/acpi-oracle/index.jsonl.gz")
@@ -65,7 +65,7 @@ func cliOracleShapes(t *testing.T) []oracleShape {
 	}
 	var out []oracleShape
 	for _, o := range all {
-		if o.Error != "" || (o.Config.HugepagesBackend != "" && o.Config.HugepagesBackend != "plain") || o.Config.HotplugRootPorts() {
+		if o.Error != "" || (o.Config.HugepagesBackend != "" && o.Config.HugepagesBackend != "plain") || o.Config.TablesRebuilt() {
 			continue
 		}
 		if o.Config.ID%40 == 0 || o.Config.Hugepages {

@@ -29,15 +29,15 @@ type ACPIMachine struct {
 	HugepagesBackend string  `json:"hugepages_backend"`
 }
 
-// HotplugRootPorts reports whether the shape has pcie-root-ports on the root bus with ACPI PCI
-// hotplug on: QEMU rebuilds such a machine's tables after reset, so a dump at acpi_setup is not
-// what its guest measures, and acpi.Build refuses it.
-func (m ACPIMachine) HotplugRootPorts() bool {
-	ports := m.NumNVSwitches
-	if !m.Hugepages {
-		ports += m.NumGPUs
+// TablesRebuilt reports whether a guest of this shape reads other tables than a dump at
+// acpi_setup shows, so acpi.Build refuses it: root ports on the root bus with ACPI PCI hotplug on
+// (BSEL assigned at reset), or GPUs behind the hugepages expander (whose _CRS the firmware's
+// resource assignment fills in).
+func (m ACPIMachine) TablesRebuilt() bool {
+	if m.Hugepages && m.NumGPUs > 0 {
+		return true
 	}
-	return !m.HotplugOff && ports > 0
+	return !m.HotplugOff && m.NumGPUs+m.NumNVSwitches > 0
 }
 
 // ReadJSONLGzip decodes a gzip'd JSON-lines file into one T per line.
