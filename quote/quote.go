@@ -1,7 +1,10 @@
-// Package quote parses Intel TDX DCAP quotes (versions 4 and 5) far enough to read the
-// measurement registers they carry: the header, the TD report body and the size of the
-// signature data. It does NOT verify the quote's ECDSA signature, the QE report or the PCK
-// certificate chain: Quote.SignatureVerified is always false and says so in JSON.
+// Package quote parses Intel TDX DCAP quotes (versions 4 and 5) and checks their authenticity
+// offline: Parse reads the header, the TD report body and the signature data framing; Verify
+// checks the attestation key's signature, the QE report's signature by the PCK leaf, the QE
+// report data binding the attestation key, and the PCK chain up to Intel's SGX Root CA, pinned
+// in this package (authenticity.go). TCB status and revocation need Intel's collateral and are
+// reported as not checked without it. A parsed Quote alone proves nothing:
+// Quote.SignatureVerified stays false and says so in JSON.
 //
 // Layouts follow Intel's "TDX DCAP Quote Generation Library and Quote Verification Library"
 // (sgx_quote_4.h / sgx_quote_5.h): a 48-byte header, then for v4 a 584-byte TD report, for v5 a
@@ -96,6 +99,9 @@ type Quote struct {
 	// SignatureData is the raw signature data (ECDSA signature, attestation key and
 	// certification data), unparsed and unverified.
 	SignatureData Hex `json:"-"`
+	// Signed is what the attestation key signs: the header and the body (with the v5 body
+	// descriptor), everything before the signature data length.
+	Signed Hex `json:"-"`
 	// SignatureDataLen is len(SignatureData), as declared by the quote.
 	SignatureDataLen int `json:"signature_data_len"`
 	// PaddingLen counts the zero bytes after the signature data.
@@ -106,7 +112,7 @@ type Quote struct {
 }
 
 // SignatureNotVerified is the note every parsed quote carries.
-const SignatureNotVerified = "quote signature, QE report and PCK certificate chain were NOT verified (out of scope): check them with a DCAP quote verifier"
+const SignatureNotVerified = "parsing does not verify the quote: see quote.Verify (dstack-mr quote verify)"
 
 // reader walks a buffer, naming the field whose bytes run out.
 type reader struct {
@@ -184,6 +190,7 @@ func Parse(data []byte) (*Quote, error) {
 		return nil, err
 	}
 	parseTDReport(body, &q.Report)
+	q.Signed = data[:r.off:r.off]
 	sigLen, err := r.u32("signature data length")
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
 	"github.com/dstack-mr/dstack-mr/mr"
@@ -59,6 +60,9 @@ type Options struct {
 	ACPI mr.ACPIBuilder
 
 	Expect Expectations
+
+	// QuoteTime is when the PCK certificate chain must be valid; zero means now.
+	QuoteTime time.Time
 }
 
 // Expectations are values the relying party requires; unset ones are not checked.
@@ -73,16 +77,20 @@ type Expectations struct {
 
 // Report is the outcome of Verify.
 type Report struct {
-	// Verified is true only when every check ran and passed and nothing required was left
-	// unchecked (the quote signature, out of scope here, is listed but not required).
-	Verified  bool                 `json:"verified"`
-	Mode      string               `json:"mode"` // "full", "lite" or "none" (no expected image)
-	Quote     *QuoteInfo           `json:"quote"`
-	Registers map[string]*Register `json:"registers"`
-	RTMR3     *eventlog.RTMR3Facts `json:"rtmr3,omitempty"`
-	App       *AppInfo             `json:"app"`
-	VMConfig  *VMConfig            `json:"vm_config,omitempty"`
-	Lite      *LiteMeasurement     `json:"lite_measurement,omitempty"`
+	// Verified is true only when every check ran and passed (the quote's authenticity among
+	// them) and nothing required was left unchecked. The TCB status, which needs Intel's
+	// collateral, is listed as not checked but not required.
+	Verified bool       `json:"verified"`
+	Mode     string     `json:"mode"` // "full", "lite" or "none" (no expected image)
+	Quote    *QuoteInfo `json:"quote"`
+	// QuoteVerification is the quote's offline authenticity check (quote.Verify), as
+	// `dstack-mr quote verify` prints it.
+	QuoteVerification *quote.Verification  `json:"quote_verification"`
+	Registers         map[string]*Register `json:"registers"`
+	RTMR3             *eventlog.RTMR3Facts `json:"rtmr3,omitempty"`
+	App               *AppInfo             `json:"app"`
+	VMConfig          *VMConfig            `json:"vm_config,omitempty"`
+	Lite              *LiteMeasurement     `json:"lite_measurement,omitempty"`
 	// Shape is the VM shape the prediction assumed, with where each field came from.
 	Shape      *VMShape     `json:"vm_shape,omitempty"`
 	Checks     []Check      `json:"checks"`
@@ -151,17 +159,15 @@ func describeShape(m *mr.Machine, vm *VMConfig, flags []string) *VMShape {
 
 // QuoteInfo summarises the quote.
 type QuoteInfo struct {
-	Version           uint16 `json:"version"`
-	BodyType          uint16 `json:"body_type"`
-	TEETCBSVN         Hex    `json:"tee_tcb_svn"`
-	TDAttributes      Hex    `json:"td_attributes"`
-	XFAM              Hex    `json:"xfam"`
-	MRConfigID        Hex    `json:"mr_config_id"`
-	MROwner           Hex    `json:"mr_owner"`
-	MROwnerConfig     Hex    `json:"mr_owner_config"`
-	ReportData        Hex    `json:"report_data"`
-	SignatureVerified bool   `json:"signature_verified"`
-	SignatureNote     string `json:"signature_note"`
+	Version       uint16 `json:"version"`
+	BodyType      uint16 `json:"body_type"`
+	TEETCBSVN     Hex    `json:"tee_tcb_svn"`
+	TDAttributes  Hex    `json:"td_attributes"`
+	XFAM          Hex    `json:"xfam"`
+	MRConfigID    Hex    `json:"mr_config_id"`
+	MROwner       Hex    `json:"mr_owner"`
+	MROwnerConfig Hex    `json:"mr_owner_config"`
+	ReportData    Hex    `json:"report_data"`
 }
 
 // Register compares one measurement register.
@@ -330,7 +336,7 @@ func Verify(opts Options) (*Report, error) {
 
 	r := &Report{Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}, Warnings: []string{}}
 	r.Quote = quoteInfo(q)
-	r.skip("quote-signature", false, "%s", quote.SignatureNotVerified)
+	checkQuoteAuthentic(r, q, opts.QuoteTime)
 	r.App.MRConfigID = Hex(q.Report.MRConfigID)
 	r.Registers["mrtd"] = &Register{Actual: Hex(q.Report.MRTD)}
 	for i := 0; i < 4; i++ {
@@ -411,7 +417,36 @@ func quoteInfo(q *quote.Quote) *QuoteInfo {
 		Version: q.Header.Version, BodyType: q.BodyType, TEETCBSVN: Hex(q.Report.TEETCBSVN),
 		TDAttributes: Hex(q.Report.TDAttributes), XFAM: Hex(q.Report.XFAM), MRConfigID: Hex(q.Report.MRConfigID),
 		MROwner: Hex(q.Report.MROwner), MROwnerConfig: Hex(q.Report.MROwnerConfig), ReportData: Hex(q.Report.ReportData),
-		SignatureVerified: q.SignatureVerified, SignatureNote: q.SignatureNote,
+	}
+}
+
+// checkQuoteAuthentic runs quote.Verify: without an authentic quote nothing else in the
+// report is the CVM's word.
+func checkQuoteAuthentic(r *Report, q *quote.Quote, at time.Time) {
+	v, err := quote.Verify(q, quote.VerifyOptions{Time: at})
+	r.QuoteVerification = v
+	if err != nil {
+		r.check("quote-authentic", false, "the quote's signature data cannot be read: %v", err)
+		return
+	}
+	if !v.Authentic {
+		var bad []string
+		for _, c := range v.Failed() {
+			bad = append(bad, c.Name+": "+c.Detail)
+		}
+		r.check("quote-authentic", false, "%s", strings.Join(bad, "; "))
+		return
+	}
+	r.check("quote-authentic", true, "quote signature, QE report signature and data, PCK chain to the pinned Intel SGX Root CA (FMSPC %s, checked at %s)",
+		v.FMSPC, v.VerificationTime.Format(time.RFC3339))
+	for _, c := range v.Checks {
+		if c.Name == "td-attributes" {
+			r.check("td-attributes", c.OK, "%s", c.Detail)
+		}
+	}
+	r.Warnings = append(r.Warnings, v.Warnings...)
+	for _, n := range v.NotChecked {
+		r.skip(n.Name, false, "%s", n.Reason)
 	}
 }
 

@@ -116,8 +116,32 @@ func TestGenuineWithoutImage(t *testing.T) {
 	if r.App.ComposeHash == nil || r.App.KeyProvider == nil || r.App.KeyProvider.Name != "local-sgx" {
 		t.Errorf("app %+v", r.App)
 	}
-	if s := findSkip(r, "quote-signature"); s == nil || s.Required {
-		t.Error("the quote signature must be listed as not checked")
+	if c := checkNamed(r, "quote-authentic"); c == nil || !c.OK || r.QuoteVerification == nil || !r.QuoteVerification.Authentic {
+		t.Errorf("the genuine quote must be checked authentic: %+v", c)
+	}
+	if s := findSkip(r, "tcb-status"); s == nil || s.Required {
+		t.Error("the TCB status (no collateral) must be listed as not checked, not required")
+	}
+}
+
+// A quote whose TD report was altered after signing (here its RTMR3, with an event log to
+// match) fails as not authentic, however well the rest agrees.
+func TestForgedQuoteIsNotVerified(t *testing.T) {
+	raw, g := loadFixture(t, liteFixture)
+	q := []byte(g.Quote)
+	// RTMR3 of the TD report (header 48 + body offset 328 + 3*48), as hex digits.
+	off := 2 * (48 + 328 + 3*48)
+	if q[off] == '0' {
+		q[off] = '1'
+	} else {
+		q[off] = '0'
+	}
+	r := mustVerify(t, Options{Attestation: raw, Quote: q, Expect: Expectations{OSImageHash: mustHex("e6f5cfec20c02e7b97baa213d0f718020b55e040172d90ccbcb946d56c8b09db")}})
+	if r.Verified {
+		t.Fatal("a forged quote verified")
+	}
+	if c := checkNamed(r, "quote-authentic"); c == nil || c.OK || !strings.Contains(c.Detail, "quote-signature") {
+		t.Errorf("quote-authentic %+v", c)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -71,6 +72,35 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 			firmwareCommand(log),
 			imageCommand(log),
 			verifyCommand(log),
+			quoteCommand(log),
 		},
 	}
+}
+
+// toolVersion names this build for published values and audit logs: the -ldflags version if
+// set, else the module version Go recorded, plus the VCS revision the binary was built from.
+func toolVersion() string {
+	v := version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " (" + rev + modified + ")"
+	}
+	return v
 }

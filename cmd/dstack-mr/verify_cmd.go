@@ -36,7 +36,9 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			"IMAGE (metadata.json, image directory or release tarball) selects full mode;\n" +
 			"--measurement (measurement.tdx.cbor) selects lite mode; without either, the VM's own\n" +
 			"vm_config.tdx_measurement is used and must be bound with --os-image-hash.\n" +
-			"The quote's signature and collateral are NOT verified here (reported as not checked).\n\n" +
+			"The quote's authenticity is checked offline as by 'quote verify' (signature, QE report,\n" +
+			"PCK chain to Intel's pinned root at --time) and is required for VERIFIED; its TCB status\n" +
+			"(Intel's collateral) is not evaluated yet and is listed as not checked.\n\n" +
 			"Exit status: 0 verified, 3 read but not verified, 1 unreadable input or usage error.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "attestation", Category: cat, Usage: "GetQuote response JSON (quote, event_log, vm_config, report_data)"},
@@ -50,6 +52,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "os-image-hash", Category: cat, Usage: "required os_image_hash (hex)"},
 			&cli.StringFlag{Name: "key-provider", Category: cat, Usage: "required key provider name (e.g. kms, local-sgx)"},
 			&cli.StringFlag{Name: "key-provider-id", Category: cat, Usage: "required key provider id (hex)"},
+			&cli.StringFlag{Name: "time", Category: cat, Usage: "RFC 3339 time the quote's PCK certificates must be valid at (default: now)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		}, imageFlags()[4:]...), machineFlags()...),
 		Action: func(c *cli.Context) error {
@@ -117,6 +120,9 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 		if *dst, err = hexFlag(c, name); err != nil {
 			return nil, err
 		}
+	}
+	if opts.QuoteTime, err = parseTimeFlag(c, "time"); err != nil {
+		return nil, err
 	}
 	opts.Expect.KeyProviderName = c.String("key-provider")
 	opts.Expect.KeyProviderID = strings.TrimPrefix(c.String("key-provider-id"), "0x")
