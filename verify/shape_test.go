@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
 	"github.com/dstack-mr/dstack-mr/internal/testvectors"
@@ -102,5 +103,30 @@ func TestVerifyRefusesUnmodelledTopology(t *testing.T) {
 		if !found {
 			t.Errorf("%s: acpi-digests not refused by name: %+v", tc.field, r.NotChecked)
 		}
+	}
+}
+
+// With Intel's collateral the quote's TCB status is evaluated and must meet the policy; expired
+// collateral is an error, not a verdict.
+func TestVerifyWithCollateral(t *testing.T) {
+	raw, _ := loadFixture(t, fullFixture)
+	coll := testvectors.ReadShared(t, "dcap/dcap-qvl_tdx_quote_outdated_collateral.json")
+	at := time.Date(2026, 3, 5, 10, 58, 51, 0, time.UTC)
+	for _, policy := range []string{"", "strict"} {
+		r := mustVerify(t, Options{Attestation: raw, Collateral: coll, QuoteTime: at, TCBPolicy: policy})
+		c := checkNamed(r, "tcb-status")
+		if c == nil || !c.OK || !strings.Contains(c.Detail, "UpToDate") {
+			t.Errorf("policy %q: tcb-status %+v", policy, c)
+		}
+		if r.QuoteVerification.TCBStatus == nil || *r.QuoteVerification.TCBStatus != "UpToDate" {
+			t.Errorf("quote_verification.tcb_status %v", r.QuoteVerification.TCBStatus)
+		}
+	}
+	r := mustVerify(t, Options{Attestation: raw, Collateral: coll, QuoteTime: at, TCBPolicy: "OutOfDate"})
+	if c := checkNamed(r, "tcb-status"); c == nil || c.OK {
+		t.Errorf("policy OutOfDate accepted UpToDate: %+v", c)
+	}
+	if _, err := Verify(Options{Attestation: raw, Collateral: coll}); err == nil || !strings.Contains(err.Error(), "nextUpdate") {
+		t.Errorf("expired collateral: %v", err)
 	}
 }

@@ -61,8 +61,13 @@ type Options struct {
 
 	Expect Expectations
 
-	// QuoteTime is when the PCK certificate chain must be valid; zero means now.
+	// QuoteTime is when the PCK certificate chain (and the collateral) must be valid; zero
+	// means now.
 	QuoteTime time.Time
+	// Collateral (dcap-qvl QuoteCollateralV3 JSON) evaluates the quote's TCB status against
+	// TCBPolicy ("" = default); without it the TCB status is listed as not checked.
+	Collateral []byte
+	TCBPolicy  string
 }
 
 // Expectations are values the relying party requires; unset ones are not checked.
@@ -336,7 +341,9 @@ func Verify(opts Options) (*Report, error) {
 
 	r := &Report{Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}, Warnings: []string{}}
 	r.Quote = quoteInfo(q)
-	checkQuoteAuthentic(r, q, opts.QuoteTime)
+	if err := checkQuoteAuthentic(r, q, &opts); err != nil {
+		return nil, err
+	}
 	r.App.MRConfigID = Hex(q.Report.MRConfigID)
 	r.Registers["mrtd"] = &Register{Actual: Hex(q.Report.MRTD)}
 	for i := 0; i < 4; i++ {
@@ -422,12 +429,22 @@ func quoteInfo(q *quote.Quote) *QuoteInfo {
 
 // checkQuoteAuthentic runs quote.Verify: without an authentic quote nothing else in the
 // report is the CVM's word.
-func checkQuoteAuthentic(r *Report, q *quote.Quote, at time.Time) {
-	v, err := quote.Verify(q, quote.VerifyOptions{Time: at})
+func checkQuoteAuthentic(r *Report, q *quote.Quote, opts *Options) error {
+	policy, err := quote.ParseTCBPolicy(opts.TCBPolicy)
+	if err != nil {
+		return err
+	}
+	var coll *quote.Collateral
+	if opts.Collateral != nil {
+		if coll, err = quote.ParseCollateral(opts.Collateral); err != nil {
+			return err
+		}
+	}
+	v, err := quote.Verify(q, quote.VerifyOptions{Time: opts.QuoteTime})
 	r.QuoteVerification = v
 	if err != nil {
 		r.check("quote-authentic", false, "the quote's signature data cannot be read: %v", err)
-		return
+		return nil
 	}
 	if !v.Authentic {
 		var bad []string
@@ -435,7 +452,7 @@ func checkQuoteAuthentic(r *Report, q *quote.Quote, at time.Time) {
 			bad = append(bad, c.Name+": "+c.Detail)
 		}
 		r.check("quote-authentic", false, "%s", strings.Join(bad, "; "))
-		return
+		return nil
 	}
 	r.check("quote-authentic", true, "quote signature, QE report signature and data, PCK chain to the pinned Intel SGX Root CA (FMSPC %s, checked at %s)",
 		v.FMSPC, v.VerificationTime.Format(time.RFC3339))
@@ -445,9 +462,29 @@ func checkQuoteAuthentic(r *Report, q *quote.Quote, at time.Time) {
 		}
 	}
 	r.Warnings = append(r.Warnings, v.Warnings...)
+	if coll != nil {
+		if err := quote.VerifyCollateral(q, v, coll); err != nil {
+			return fmt.Errorf("collateral: %w", err)
+		}
+		var bad []string
+		for _, c := range v.Failed() {
+			bad = append(bad, c.Name+": "+c.Detail)
+		}
+		status := "not evaluated"
+		if v.TCBStatus != nil {
+			status = *v.TCBStatus
+		}
+		ok := len(bad) == 0 && v.TCBStatus != nil && policy.Accepts(*v.TCBStatus)
+		detail := fmt.Sprintf("TCB status %s under policy %s, advisories %v", status, policy.Name, v.AdvisoryIDs)
+		if len(bad) > 0 {
+			detail += "; " + strings.Join(bad, "; ")
+		}
+		r.check("tcb-status", ok, "%s", detail)
+	}
 	for _, n := range v.NotChecked {
 		r.skip(n.Name, false, "%s", n.Reason)
 	}
+	return nil
 }
 
 func checkReportData(r *Report, q *quote.Quote, rd []byte) {

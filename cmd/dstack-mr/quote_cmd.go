@@ -35,23 +35,37 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 				"(SHA-256(key ‖ QE auth data)); the PCK chain up to the Intel SGX Root CA pinned in this program\n" +
 				"(never the root the quote carries), valid at --time; the TD attributes (debug fails; a TD\n" +
 				"without SEPT_VE_DISABLE is warned about). Offline, no network.\n\n" +
-				"Not checked yet: the TCB status and revocation, which need Intel's collateral (--collateral is\n" +
-				"not supported yet); the report lists them as not checked.\n\n" +
-				"Exit status: 0 authentic, 3 read but not authentic (including signature data that does not\n" +
-				"parse), 1 unreadable input or usage error.",
+				"With --collateral (dcap-qvl's QuoteCollateralV3 JSON, as dstack's verifier fetches it from\n" +
+				"Intel's PCS): the collateral's issuer chains to the pinned root and its signatures over the\n" +
+				"exact JSON, its validity at --time, both CRLs and the PCK certificate's revocation, FMSPC and\n" +
+				"PCE ID, the TDX module identity, the platform TCB level and the QE identity; the statuses are\n" +
+				"merged worst-of and the advisories united. Without it the TCB status is not evaluated\n" +
+				"(reported as not checked). Expired collateral is an error naming the expiry.\n\n" +
+				"Exit status: 0 authentic (and, with collateral, the TCB policy met), 3 read but not\n" +
+				"authentic or not acceptable (including signature data that does not parse), 1 unreadable\n" +
+				"input, expired collateral or usage error.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "time", Usage: "RFC 3339 time the certificates must be valid at (default: now)"},
-				&cli.StringFlag{Name: "collateral", Usage: "dcap-qvl QuoteCollateralV3 JSON for the TCB status (not supported yet)"},
-				&cli.StringFlag{Name: "tcb-policy", Usage: "which TCB statuses are acceptable (not supported yet: needs --collateral)"},
+				&cli.StringFlag{Name: "collateral", Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the TCB status"},
+				&cli.StringFlag{Name: "tcb-policy", Value: "default", Usage: "acceptable TCB statuses: default (all but Revoked and no matching level, as dcap-qvl and dstack's verifier), strict (UpToDate only), or a comma-separated list"},
 				&cli.BoolFlag{Name: "json", Usage: "print the verification as JSON"},
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return fmt.Errorf("quote verify takes one QUOTE file (got %d arguments)", c.NArg())
 				}
-				for _, f := range []string{"collateral", "tcb-policy"} {
-					if c.IsSet(f) {
-						return fmt.Errorf("--%s: TCB evaluation from Intel's collateral is not supported yet; without it the quote's authenticity is checked and the TCB status is reported as not evaluated", f)
+				policy, err := quote.ParseTCBPolicy(c.String("tcb-policy"))
+				if err != nil {
+					return fmt.Errorf("--tcb-policy: %w", err)
+				}
+				var coll *quote.Collateral
+				if p := c.String("collateral"); p != "" {
+					b, err := readBounded(p, maxQuoteFileBytes)
+					if err != nil {
+						return fmt.Errorf("--collateral: %w", err)
+					}
+					if coll, err = quote.ParseCollateral(b); err != nil {
+						return fmt.Errorf("--collateral %s: %w", p, err)
 					}
 				}
 				at, err := parseTimeFlag(c, "time")
@@ -65,10 +79,16 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 				}
 				log.Debugf("quote %s: version %d, body type %d, %d bytes of signature data", path, q.Header.Version, q.BodyType, q.SignatureDataLen)
 				v, verr := quote.Verify(q, quote.VerifyOptions{Time: at})
-				res := quoteVerifyResult{Verification: v, ToolVersion: toolVersion()}
+				if verr == nil && v.Authentic && coll != nil {
+					if err := quote.VerifyCollateral(q, v, coll); err != nil {
+						return fmt.Errorf("--collateral %s: %w", c.String("collateral"), err)
+					}
+				}
+				res := quoteVerifyResult{Verification: v, ToolVersion: toolVersion(), TCBPolicy: policy.Name}
 				if verr != nil {
 					res.Error = verr.Error()
 				}
+				res.Acceptable = verr == nil && v.Authentic && len(v.Failed()) == 0 && (v.TCBStatus == nil || policy.Accepts(*v.TCBStatus))
 				if c.Bool("json") {
 					if err := printJSON(c.App.Writer, res); err != nil {
 						return err
@@ -82,6 +102,13 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 				if verr != nil || !v.Authentic {
 					return &exitError{code: exitNotAuthentic, err: fmt.Errorf("%s: quote NOT authentic", path)}
 				}
+				if !res.Acceptable {
+					status := "none"
+					if v.TCBStatus != nil {
+						status = *v.TCBStatus
+					}
+					return &exitError{code: exitNotAuthentic, err: fmt.Errorf("%s: quote authentic but NOT acceptable (TCB status %s, policy %s, failed checks %d)", path, status, policy.Name, len(v.Failed()))}
+				}
 				return nil
 			},
 		}},
@@ -91,23 +118,18 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 type quoteVerifyResult struct {
 	*quote.Verification
 	// Error is set when the signature data cannot be read (the quote is then not authentic).
-	Error       string `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Acceptable: authentic, every check passed, and the TCB status (when evaluated) meets the policy.
+	Acceptable  bool   `json:"acceptable"`
+	TCBPolicy   string `json:"tcb_policy"`
 	ToolVersion string `json:"tool_version"`
 }
 
 // readQuoteFile reads a quote from a binary or hex file, or from a GetQuote JSON response.
 func readQuoteFile(path string) (*quote.Quote, error) {
-	f, err := os.Open(path)
+	data, err := readBounded(path, maxQuoteFileBytes)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxQuoteFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > maxQuoteFileBytes {
-		return nil, fmt.Errorf("%s: over %d bytes, not a quote", path, maxQuoteFileBytes)
 	}
 	if t := strings.TrimSpace(string(data)); strings.HasPrefix(t, "{") {
 		var g struct {
@@ -152,6 +174,9 @@ func printQuoteVerification(w io.Writer, path string, v *quote.Verification, ver
 	if v.FMSPC != "" {
 		fmt.Fprintf(w, "  FMSPC %s, PCE ID %s, PCE SVN %d, QE SVN %d, CPU SVN %s, TEE_TCB_SVN %s\n", v.FMSPC, v.PCEID, v.PCESVN, v.QESVN, v.CPUSVN, v.TEETCBSVN)
 	}
+	if v.TCBStatus != nil {
+		fmt.Fprintf(w, "  TCB status %s, advisories %v\n", *v.TCBStatus, v.AdvisoryIDs)
+	}
 	if v.PCK != nil {
 		fmt.Fprintf(w, "  PCK certificate serial %s, valid %s .. %s\n", v.PCK.Serial, v.PCK.NotBefore.Format(time.DateOnly), v.PCK.NotAfter.Format(time.DateOnly))
 	}
@@ -165,4 +190,21 @@ func printQuoteVerification(w io.Writer, path string, v *quote.Verification, ver
 	for _, n := range v.NotChecked {
 		fmt.Fprintf(w, "  [ -- ] %s: %s\n", n.Name, n.Reason)
 	}
+}
+
+// readBounded reads a whole file of at most limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: over %d bytes", path, limit)
+	}
+	return data, nil
 }

@@ -14,6 +14,7 @@ import (
 func TestQuoteVerifyCommand(t *testing.T) {
 	bin := testvectors.Shared(t, "dcap/dcap-qvl_tdx_quote_outdated.bin")
 	getQuote := testvectors.Shared(t, testvectors.DstackVerifier("quote-report.json"))
+	coll := testvectors.Shared(t, "dcap/dcap-qvl_tdx_quote_outdated_collateral.json")
 	dir := t.TempDir()
 	raw, err := os.ReadFile(bin)
 	if err != nil {
@@ -44,7 +45,11 @@ func TestQuoteVerifyCommand(t *testing.T) {
 		{"not a quote", []string{notQuote}, 1, false, "not-a-quote.bin"},
 		{"missing file", []string{filepath.Join(dir, "nope")}, 1, false, "nope"},
 		{"bad time", []string{"--time", "yesterday", bin}, 1, false, "RFC 3339"},
-		{"collateral", []string{"--collateral", bin, bin}, 1, false, "not supported yet"},
+		{"collateral that is not JSON", []string{"--collateral", bin, bin}, 1, false, "QuoteCollateralV3"},
+		{"expired collateral", []string{"--collateral", coll, bin}, 1, false, "nextUpdate"},
+		{"collateral, no matching TCB level", []string{"--collateral", coll, "--time", "2026-03-05T10:58:51Z", bin}, exitNotAuthentic, true, "NOT acceptable"},
+		{"collateral, dstack quote UpToDate", []string{"--collateral", coll, "--time", "2026-03-05T10:58:51Z", getQuote}, 0, true, ""},
+		{"bad policy", []string{"--tcb-policy", "Fine", bin}, 1, false, "unknown status"},
 		{"no argument", nil, 1, false, "one QUOTE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,7 +74,8 @@ func TestQuoteVerifyCommand(t *testing.T) {
 			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 				t.Fatal(err)
 			}
-			if res.Authentic != tc.authentic || res.TCBStatus != nil || res.AdvisoryIDs == nil || res.ToolVersion == "" || len(res.Checks) < 6 {
+			withColl := strings.Contains(strings.Join(tc.args, " "), "--collateral")
+			if res.Authentic != tc.authentic || (res.TCBStatus != nil) != withColl || res.AdvisoryIDs == nil || res.ToolVersion == "" || len(res.Checks) < 6 {
 				t.Errorf("%+v", res)
 			}
 			if tc.authentic && res.FMSPC != "90c06f000000" {

@@ -37,8 +37,8 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			"--measurement (measurement.tdx.cbor) selects lite mode; without either, the VM's own\n" +
 			"vm_config.tdx_measurement is used and must be bound with --os-image-hash.\n" +
 			"The quote's authenticity is checked offline as by 'quote verify' (signature, QE report,\n" +
-			"PCK chain to Intel's pinned root at --time) and is required for VERIFIED; its TCB status\n" +
-			"(Intel's collateral) is not evaluated yet and is listed as not checked.\n\n" +
+			"PCK chain to Intel's pinned root at --time) and is required for VERIFIED; with --collateral\n" +
+			"its TCB status must meet --tcb-policy too, without it the TCB status is listed as not checked.\n\n" +
 			"Exit status: 0 verified, 3 read but not verified, 1 unreadable input or usage error.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "attestation", Category: cat, Usage: "GetQuote response JSON (quote, event_log, vm_config, report_data)"},
@@ -52,7 +52,9 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "os-image-hash", Category: cat, Usage: "required os_image_hash (hex)"},
 			&cli.StringFlag{Name: "key-provider", Category: cat, Usage: "required key provider name (e.g. kms, local-sgx)"},
 			&cli.StringFlag{Name: "key-provider-id", Category: cat, Usage: "required key provider id (hex)"},
-			&cli.StringFlag{Name: "time", Category: cat, Usage: "RFC 3339 time the quote's PCK certificates must be valid at (default: now)"},
+			&cli.StringFlag{Name: "time", Category: cat, Usage: "RFC 3339 time the quote's PCK certificates (and the collateral) must be valid at (default: now)"},
+			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
+			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		}, imageFlags()[4:]...), machineFlags()...),
 		Action: func(c *cli.Context) error {
@@ -107,7 +109,7 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	var opts verify.Options
 	var err error
 	for name, dst := range map[string]*[]byte{"attestation": &opts.Attestation, "quote": &opts.Quote,
-		"event-log": &opts.EventLog, "vm-config": &opts.VMConfig, "measurement": &opts.LiteMeasurement} {
+		"event-log": &opts.EventLog, "vm-config": &opts.VMConfig, "measurement": &opts.LiteMeasurement, "collateral": &opts.Collateral} {
 		if *dst, err = readFlagFile(c, name); err != nil {
 			return nil, err
 		}
@@ -124,6 +126,7 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	if opts.QuoteTime, err = parseTimeFlag(c, "time"); err != nil {
 		return nil, err
 	}
+	opts.TCBPolicy = c.String("tcb-policy")
 	opts.Expect.KeyProviderName = c.String("key-provider")
 	opts.Expect.KeyProviderID = strings.TrimPrefix(c.String("key-provider-id"), "0x")
 	switch {

@@ -1,0 +1,207 @@
+package quote
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
+)
+
+// TestCollateralVerdicts reproduces the verdicts two independent verifiers (Google's
+// go-tdx-guest and dcap-qvl) give on dcap-qvl's collateral files (../shared/dcap/README.md).
+func TestCollateralVerdicts(t *testing.T) {
+	ts := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		name, quote, collateral string
+		at                      time.Time
+		status                  string // "" when an error is wanted
+		failedCheck             string
+		err                     error
+		tcbDate                 string
+	}{
+		{"tdx sample UpToDate", "dcap/dcap-qvl_tdx_quote.bin", "dcap/dcap-qvl_tdx_quote_collateral.json", ts("2025-07-04T10:16:03Z"), "UpToDate", "", nil, "2024-03-13"},
+		{"near UpToDate", "dcap/dcap-qvl_near_quote.bin", "dcap/dcap-qvl_near_quote_collateral.json", ts("2025-09-17T07:41:59Z"), "UpToDate", "", nil, "2024-03-13"},
+		{"v5 no matching TCB level", "dcap/dcap-qvl_tdx_quote_outdated.bin", "dcap/dcap-qvl_tdx_quote_outdated_collateral.json", ts("2026-03-05T10:58:51Z"), NoMatchingTCBLevel, "platform-tcb-level", nil, ""},
+		{"dstack quote, same FMSPC collateral", testvectors.DstackVerifier("quote-report.json"), "dcap/dcap-qvl_tdx_quote_outdated_collateral.json", ts("2026-03-05T10:58:51Z"), "UpToDate", "", nil, "2024-11-13"},
+		{"expired collateral", "dcap/dcap-qvl_tdx_quote.bin", "dcap/dcap-qvl_tdx_quote_collateral.json", ts("2026-11-30T00:00:00Z"), "", "", ErrCollateralExpired, ""},
+		{"collateral of another FMSPC", "dcap/dcap-qvl_tdx_quote.bin", "dcap/dcap-qvl_tdx_quote_outdated_collateral.json", ts("2026-03-05T10:58:51Z"), "", "fmspc", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := DecodeHexOrBinary(quoteBytes(t, tc.quote))
+			q, err := Parse(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := Verify(q, VerifyOptions{Time: tc.at})
+			if err != nil || !v.Authentic {
+				t.Fatalf("not authentic at %s: %v %+v", tc.at, err, v.Failed())
+			}
+			c, err := ParseCollateral(testvectors.ReadShared(t, tc.collateral))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = VerifyCollateral(q, v, c)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), "nextUpdate") && !strings.Contains(err.Error(), "valid") {
+					t.Fatalf("error %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var failed []string
+			for _, c := range v.Failed() {
+				failed = append(failed, c.Name)
+			}
+			if tc.failedCheck != "" {
+				if !strings.Contains(strings.Join(failed, ","), tc.failedCheck) {
+					t.Fatalf("failed checks %v, want %s", failed, tc.failedCheck)
+				}
+			} else if len(failed) != 0 {
+				t.Fatalf("failed checks %+v", v.Failed())
+			}
+			if tc.status != "" && (v.TCBStatus == nil || *v.TCBStatus != tc.status) {
+				t.Fatalf("TCB status %v, want %s (checks %+v)", v.TCBStatus, tc.status, v.Checks)
+			}
+			if tc.tcbDate != "" {
+				found := false
+				for _, c := range v.Checks {
+					found = found || (c.Name == "platform-tcb-level" && strings.Contains(c.Detail, tc.tcbDate))
+				}
+				if !found {
+					t.Errorf("platform TCB level is not the one of %s: %+v", tc.tcbDate, v.Checks)
+				}
+			}
+			for _, n := range v.NotChecked {
+				if n.Name == "tcb-status" || n.Name == "revocation" {
+					t.Errorf("%s still listed as not checked", n.Name)
+				}
+			}
+		})
+	}
+}
+
+// quoteBytes reads a quote from the shared data: a binary file or a GetQuote JSON's "quote".
+func quoteBytes(t *testing.T, rel string) []byte {
+	t.Helper()
+	b := testvectors.ReadShared(t, rel)
+	if strings.HasSuffix(rel, ".json") {
+		i := strings.Index(string(b), `"quote": "`)
+		if i < 0 {
+			i = strings.Index(string(b), `"quote":"`)
+		}
+		rest := string(b[i:])
+		rest = rest[strings.Index(rest, `"`+"")+len(`"quote"`):]
+		start := strings.Index(rest, `"`) + 1
+		end := strings.Index(rest[start:], `"`)
+		return []byte(rest[start : start+end])
+	}
+	return b
+}
+
+func TestMergeTCBStatus(t *testing.T) {
+	for _, tc := range []struct{ a, b, want string }{
+		{"UpToDate", "UpToDate", "UpToDate"},
+		{"UpToDate", "SWHardeningNeeded", "SWHardeningNeeded"},
+		{"SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"},
+		{"OutOfDate", "ConfigurationNeeded", "OutOfDateConfigurationNeeded"},
+		{"OutOfDate", "SWHardeningNeeded", "OutOfDate"},
+		{"ConfigurationAndSWHardeningNeeded", "OutOfDate", "OutOfDateConfigurationNeeded"},
+		{"Revoked", "UpToDate", "Revoked"},
+		{"", "OutOfDate", "OutOfDate"},
+	} {
+		if got := mergeTCBStatus(tc.a, tc.b); got != tc.want {
+			t.Errorf("merge(%s, %s) = %s, want %s", tc.a, tc.b, got, tc.want)
+		}
+		if got := mergeTCBStatus(tc.b, tc.a); got != tc.want {
+			t.Errorf("merge(%s, %s) = %s, want %s", tc.b, tc.a, got, tc.want)
+		}
+	}
+}
+
+func TestTCBPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		policy, status string
+		ok             bool
+	}{
+		{"default", "OutOfDate", true}, {"default", "Revoked", false}, {"default", NoMatchingTCBLevel, false},
+		{"strict", "UpToDate", true}, {"strict", "SWHardeningNeeded", false},
+		{"UpToDate,SWHardeningNeeded", "SWHardeningNeeded", true}, {"UpToDate,SWHardeningNeeded", "OutOfDate", false},
+	} {
+		p, err := ParseTCBPolicy(tc.policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Accepts(tc.status) != tc.ok {
+			t.Errorf("%s accepts %s: %v", tc.policy, tc.status, !tc.ok)
+		}
+	}
+	if _, err := ParseTCBPolicy("UpToDate,Fine"); err == nil || !strings.Contains(err.Error(), `"Fine"`) {
+		t.Errorf("unknown status: %v", err)
+	}
+}
+
+func FuzzParseCollateral(f *testing.F) {
+	f.Add([]byte(`{"tcb_info": "{}", "pck_crl": "00"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseCollateral(data)
+		if err != nil {
+			return
+		}
+		_ = c
+	})
+}
+
+// Collateral altered after Intel signed it is refused by name.
+func TestTamperedCollateral(t *testing.T) {
+	raw := testvectors.ReadShared(t, "dcap/dcap-qvl_tdx_quote_outdated.bin")
+	at := time.Date(2026, 3, 5, 10, 58, 51, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		mutate func(c *Collateral)
+		check  string
+	}{
+		{"TCB info text", func(c *Collateral) {
+			c.TCBInfo = strings.Replace(c.TCBInfo, `"tcbStatus":"OutOfDate"`, `"tcbStatus":"UpToDate"`, 1)
+		}, "tcb-info-signature"},
+		{"QE identity text", func(c *Collateral) { c.QEIdentity = strings.Replace(c.QEIdentity, `"isvprodid":2`, `"isvprodid":3`, 1) }, "qe-identity-signature"},
+		{"TCB info signed by the QE identity's signature", func(c *Collateral) { c.TCBInfoSignature = c.QEIdentitySignature }, "tcb-info-signature"},
+		{"issuer chain without the pinned root", func(c *Collateral) {
+			c.TCBInfoIssuerChain = c.TCBInfoIssuerChain[:strings.Index(c.TCBInfoIssuerChain, "-----END CERTIFICATE-----")+len("-----END CERTIFICATE-----")] + "\n" +
+				c.TCBInfoIssuerChain[:strings.Index(c.TCBInfoIssuerChain, "-----END CERTIFICATE-----")+len("-----END CERTIFICATE-----")]
+		}, "tcb-info-signature"},
+		{"PCK CRL from the root CRL", func(c *Collateral) { c.PCKCRL = c.RootCACRL }, "pck-crl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, _ := Parse(raw)
+			v, err := Verify(q, VerifyOptions{Time: at})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := ParseCollateral(testvectors.ReadShared(t, "dcap/dcap-qvl_tdx_quote_outdated_collateral.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := *c
+			tc.mutate(c)
+			if *c == before {
+				t.Fatal("mutation changed nothing")
+			}
+			if err := VerifyCollateral(q, v, c); err != nil {
+				t.Fatal(err)
+			}
+			if !failedCheck(v, tc.check) {
+				t.Errorf("%s did not fail: %+v", tc.check, v.Checks)
+			}
+		})
+	}
+}
