@@ -77,12 +77,24 @@ var liteDecMode = func() cbor.DecMode {
 
 // DecodeLite decodes and validates measurement.tdx.cbor. Every error names the field.
 func DecodeLite(data []byte) (*LiteMeasurement, error) {
+	return decodeLite(data, false)
+}
+
+// decodeLite also accepts, when unversioned is set, the document of tdx_measurement schema 2
+// (the first "measurement" captures): the version 3 fields without the version key.
+func decodeLite(data []byte, unversioned bool) (*LiteMeasurement, error) {
 	if len(data) > maxLiteDocBytes {
 		return nil, fmt.Errorf("%s: %d bytes, over the %d-byte limit", LiteFileName, len(data), maxLiteDocBytes)
 	}
 	var m LiteMeasurement
 	if err := liteDecMode.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%s: %w", LiteFileName, err)
+	}
+	if unversioned {
+		if m.Version != 0 {
+			return nil, fmt.Errorf("%s: a tdx_measurement version 2 document has no version key, this one says %d", LiteFileName, m.Version)
+		}
+		m.Version = LiteVersion
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
@@ -118,16 +130,45 @@ func (m *LiteMeasurement) Validate() error {
 	return nil
 }
 
-// LiteDocument is vm_config.tdx_measurement: the image's sha256sum.txt and the raw bytes of
-// measurement.tdx.cbor (both base64 in JSON).
+// LiteDocument is vm_config.tdx_measurement. Current schema: the image's sha256sum.txt and the
+// raw bytes of measurement.tdx.cbor (both base64 in JSON). Schema 2 (the first captures):
+// {"version": 2, "os_image_hash": hex, "measurement": hex CBOR without a version key}.
 type LiteDocument struct {
-	ChecksumFile []byte `json:"checksum_file"`
+	ChecksumFile []byte `json:"checksum_file,omitempty"`
 	Measurement  []byte `json:"measurement"`
+	// Schema is 2 for the old form, 0 for the current one.
+	Schema int `json:"schema,omitempty"`
+	// OSImageHash is the schema 2 document's own os_image_hash.
+	OSImageHash Hex `json:"os_image_hash,omitempty"`
+}
+
+// Decode decodes the document's measurement, in the form its schema uses.
+func (d *LiteDocument) Decode() (*LiteMeasurement, error) {
+	return decodeLite(d.Measurement, d.Schema == 2)
+}
+
+// Binding names how CheckBinding ties this document to an os_image_hash.
+func (d *LiteDocument) Binding() string {
+	if d.Schema == 2 {
+		return "tdx_measurement version 2: os_image_hash = SHA-256(measurement CBOR), as every capture of that era has it"
+	}
+	return "os_image_hash = SHA-256(sha256sum.txt), which lists SHA-256(measurement.tdx.cbor)"
 }
 
 // CheckBinding verifies the document belongs to the OS image osImageHash names: the image
-// hash is SHA-256(sha256sum.txt), and sha256sum.txt lists SHA-256(measurement.tdx.cbor).
+// hash is SHA-256(sha256sum.txt), and sha256sum.txt lists SHA-256(measurement.tdx.cbor); for
+// schema 2, the image hash is SHA-256 of the CBOR document itself and the document says so.
 func (d *LiteDocument) CheckBinding(osImageHash []byte) error {
+	if d.Schema == 2 {
+		sum := sha256.Sum256(d.Measurement)
+		if !bytes.Equal(sum[:], osImageHash) {
+			return fmt.Errorf("os_image_hash %x is not SHA-256(measurement) = %x", osImageHash, sum)
+		}
+		if !bytes.Equal(d.OSImageHash, osImageHash) {
+			return fmt.Errorf("tdx_measurement.os_image_hash %x differs from %x", []byte(d.OSImageHash), osImageHash)
+		}
+		return nil
+	}
 	sum := sha256.Sum256(d.ChecksumFile)
 	if !bytes.Equal(sum[:], osImageHash) {
 		return fmt.Errorf("os_image_hash %x is not SHA-256(sha256sum.txt) = %x", osImageHash, sum)

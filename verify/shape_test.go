@@ -130,3 +130,31 @@ func TestVerifyWithCollateral(t *testing.T) {
 		t.Errorf("expired collateral: %v", err)
 	}
 }
+
+// The four earlier real captures of upstream's lite fixtures (three "lite", one of the older
+// "measurement" variant; tdx_measurement schema 2) are self-consistent: each verifies when
+// pinned to the os_image_hash it attested in RTMR3, bound by SHA-256 of its CBOR document.
+func TestFixtureHistoryVerifies(t *testing.T) {
+	for _, name := range []string{"tdx-lite-getquote.02bb2476.json", "tdx-lite-getquote.6d26e732.json", "tdx-lite-getquote.dc11472f.json", "tdx-measurement-getquote.687c4668.json"} {
+		t.Run(name, func(t *testing.T) {
+			raw := testvectors.ReadShared(t, "real-attestations/dstack-fixture-history/"+name)
+			probe := mustVerify(t, Options{Attestation: raw})
+			attested := probe.App.RTMR3OSImageHash
+			if attested == nil {
+				t.Fatal("no os-image-hash event in RTMR3")
+			}
+			r := mustVerify(t, Options{Attestation: raw, Expect: Expectations{OSImageHash: attested}})
+			if !r.Verified {
+				t.Fatalf("not verified: failed %+v, not checked %+v", r.Failed(), r.NotChecked)
+			}
+			if r.App.OSImageIdentitySource != "rtmr3" || !strings.Contains(r.App.LiteBinding, "SHA-256(measurement CBOR)") {
+				t.Errorf("identity %q, binding %q", r.App.OSImageIdentitySource, r.App.LiteBinding)
+			}
+			wrong := append([]byte{}, attested...)
+			wrong[0] ^= 1
+			if r := mustVerify(t, Options{Attestation: raw, Expect: Expectations{OSImageHash: wrong}}); r.Verified {
+				t.Error("verified against another os_image_hash")
+			}
+		})
+	}
+}

@@ -207,7 +207,16 @@ type AppInfo struct {
 	KeyProvider      *eventlog.KeyProvider `json:"key_provider,omitempty"`
 	OSImageHash      Hex                   `json:"os_image_hash,omitempty"`       // vm_config's
 	RTMR3OSImageHash Hex                   `json:"rtmr3_os_image_hash,omitempty"` // RTMR3 event (KMS's view)
-	MRConfigID       Hex                   `json:"mr_config_id,omitempty"`
+	// OSImageIdentity is the os_image_hash this report holds the CVM to, and
+	// OSImageIdentitySource says what carries it: "rtmr3" (the CVM's own event), "lite-document"
+	// (vm_config's hash, bound by the lite document whose predicted registers the quote
+	// matched), "image" (the expected image, whose registers the quote matched) or
+	// "vm_config" (supplied by the host, attested by nothing).
+	OSImageIdentity       Hex    `json:"os_image_identity,omitempty"`
+	OSImageIdentitySource string `json:"os_image_identity_source,omitempty"`
+	// LiteBinding names how the VM's own lite document was bound to that hash.
+	LiteBinding string `json:"lite_binding,omitempty"`
+	MRConfigID  Hex    `json:"mr_config_id,omitempty"`
 }
 
 // Check is one comparison that ran.
@@ -636,7 +645,13 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 		}
 		return e
 	}
-	lm, err := DecodeLite(doc)
+	var lm *LiteMeasurement
+	var err error
+	if opts.LiteMeasurement == nil {
+		lm, err = vm.TDXMeasurement.Decode()
+	} else {
+		lm, err = DecodeLite(doc)
+	}
 	if err != nil {
 		r.check("lite-document", false, "%v", err)
 		return notPredicted("the lite measurement document is unusable")
@@ -644,8 +659,17 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 	if opts.LiteMeasurement == nil {
 		// The VM supplied the document itself: it counts only when bound to os_image_hash,
 		// and the os_image_hash only when the relying party expects it.
-		err := vm.TDXMeasurement.CheckBinding(vm.OSImageHash)
-		r.check("lite-document-binding", err == nil, "%s", errOr(err, "os_image_hash = SHA-256(sha256sum.txt), which lists SHA-256(measurement.tdx.cbor)"))
+		// Bind it to the image the CVM itself attested when it did (RTMR3 os-image-hash), else to
+		// vm_config's, which the document then makes the identity.
+		id, idSource := vm.OSImageHash, "vm_config"
+		if r.App.RTMR3OSImageHash != nil {
+			id, idSource = r.App.RTMR3OSImageHash, "the RTMR3 os-image-hash event"
+		}
+		err := vm.TDXMeasurement.CheckBinding(id)
+		r.check("lite-document-binding", err == nil, "%s", errOr(err, vm.TDXMeasurement.Binding()+", to the os_image_hash of "+idSource))
+		if err == nil {
+			r.App.LiteBinding = vm.TDXMeasurement.Binding()
+		}
 		if opts.Expect.OSImageHash == nil && opts.ImageOSImageHash == nil {
 			r.skip("os-image-identity", true, "the lite document comes from the VM's own vm_config: give the expected os_image_hash (or a measurement.tdx.cbor you trust) to tie it to an image you trust")
 		}
@@ -887,12 +911,27 @@ func isNotSupported(err error) bool {
 }
 
 func checkApp(r *Report, opts *Options, vm *VMConfig, q *quote.Quote) {
+	a := r.App
 	if vm != nil {
-		r.App.OSImageHash = vm.OSImageHash
-		if opts.ImageOSImageHash != nil {
-			r.check("os-image-hash-image", bytes.Equal(vm.OSImageHash, opts.ImageOSImageHash),
-				"vm_config os_image_hash %x, expected image's %x", []byte(vm.OSImageHash), opts.ImageOSImageHash)
+		a.OSImageHash = vm.OSImageHash
+	}
+	switch {
+	case a.RTMR3OSImageHash != nil:
+		a.OSImageIdentity, a.OSImageIdentitySource = a.RTMR3OSImageHash, "rtmr3"
+		if vm != nil && vm.OSImageHash != nil {
+			r.check("os-image-hash-consistency", bytes.Equal(vm.OSImageHash, a.RTMR3OSImageHash),
+				"vm_config names os_image_hash %x, the CVM attested %x in RTMR3 (os-image-hash event)", []byte(vm.OSImageHash), []byte(a.RTMR3OSImageHash))
 		}
+	case r.Mode == "full" && opts.ImageOSImageHash != nil && registersMatch(r):
+		a.OSImageIdentity, a.OSImageIdentitySource = opts.ImageOSImageHash, "image"
+	case vm != nil && vm.OSImageHash != nil && a.LiteBinding != "" && r.Mode == "lite" && registersMatch(r):
+		a.OSImageIdentity, a.OSImageIdentitySource = vm.OSImageHash, "lite-document"
+	case vm != nil && vm.OSImageHash != nil:
+		a.OSImageIdentity, a.OSImageIdentitySource = vm.OSImageHash, "vm_config"
+	}
+	if opts.ImageOSImageHash != nil {
+		r.check("os-image-hash-image", a.OSImageIdentity != nil && bytes.Equal(a.OSImageIdentity, opts.ImageOSImageHash),
+			"the CVM's os_image_hash %x (from %s), expected image's %x", []byte(a.OSImageIdentity), a.OSImageIdentitySource, opts.ImageOSImageHash)
 	}
 	x := opts.Expect
 	expect := func(name string, want, got []byte) {
@@ -904,10 +943,15 @@ func checkApp(r *Report, opts *Options, vm *VMConfig, q *quote.Quote) {
 	expect("app-id", x.AppID, r.App.AppID)
 	expect("instance-id", x.InstanceID, r.App.InstanceID)
 	if x.OSImageHash != nil {
-		if vm == nil {
-			r.check("expect-os-image-hash", false, "no vm_config carries an os_image_hash")
-		} else {
-			expect("os-image-hash", x.OSImageHash, vm.OSImageHash)
+		switch a.OSImageIdentitySource {
+		case "":
+			r.check("expect-os-image-hash", false, "neither RTMR3 nor vm_config carries an os_image_hash")
+		case "vm_config":
+			r.check("expect-os-image-hash", false, "expected %x; only vm_config names one (%x), which the host supplies and nothing in the quote attests",
+				x.OSImageHash, []byte(a.OSImageIdentity))
+		default:
+			r.check("expect-os-image-hash", bytes.Equal(x.OSImageHash, a.OSImageIdentity), "expected %x, attested %x (from %s)",
+				x.OSImageHash, []byte(a.OSImageIdentity), a.OSImageIdentitySource)
 		}
 	}
 	if x.KeyProviderName != "" || x.KeyProviderID != "" {
@@ -921,6 +965,16 @@ func checkApp(r *Report, opts *Options, vm *VMConfig, q *quote.Quote) {
 
 // checkMRConfigID checks a v1 MRCONFIGID (0x01 || compose hash) against RTMR3's compose hash.
 // dstack's v2 form is a Keccak-256 this package does not compute.
+// registersMatch reports whether every predicted register matched the quote.
+func registersMatch(r *Report) bool {
+	for _, n := range []string{"mrtd", "rtmr0", "rtmr1", "rtmr2"} {
+		if reg := r.Registers[n]; reg == nil || reg.Match == nil || !*reg.Match {
+			return false
+		}
+	}
+	return true
+}
+
 func checkMRConfigID(r *Report, q *quote.Quote) {
 	id := q.Report.MRConfigID
 	switch {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dstack-mr/dstack-mr/images"
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 )
 
@@ -145,9 +146,21 @@ func TestForgedQuoteIsNotVerified(t *testing.T) {
 	}
 }
 
+// historyLite is the same real capture as upstream's current lite fixture before upstream
+// edited its vm_config (tdx_measurement schema 2; vm_config, document and RTMR3 all agree).
+const historyLite = "real-attestations/dstack-fixture-history/tdx-lite-getquote.02bb2476.json"
+
 func TestGenuineLite(t *testing.T) {
-	raw, _ := loadFixture(t, liteFixture)
-	r := mustVerify(t, Options{Attestation: raw, Expect: Expectations{OSImageHash: vmOSImageHash(t, liteFixture)}})
+	raw := testvectors.ReadShared(t, historyLite)
+	var g getQuoteFixture
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := ParseVMConfig([]byte(g.VMConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mustVerify(t, Options{Attestation: raw, Expect: Expectations{OSImageHash: vm.OSImageHash}})
 	if r.Mode != "lite" {
 		t.Fatalf("mode %s", r.Mode)
 	}
@@ -169,6 +182,9 @@ func TestGenuineLite(t *testing.T) {
 	if acpiAvailable(r) && !r.Verified {
 		t.Errorf("with ACPI tables available the genuine lite attestation should verify: %+v", r.NotChecked)
 	}
+	if r.App.OSImageIdentitySource != "rtmr3" || r.App.LiteBinding == "" {
+		t.Errorf("identity from %q, binding %q", r.App.OSImageIdentitySource, r.App.LiteBinding)
+	}
 
 	// Without an expected os_image_hash the VM's own document proves only self-consistency.
 	r = mustVerify(t, Options{Attestation: raw})
@@ -181,10 +197,23 @@ func TestGenuineLite(t *testing.T) {
 	}
 }
 
-func TestTrustedLiteDocument(t *testing.T) {
-	// A measurement.tdx.cbor the relying party trusts (here: the same bytes, as if taken from
-	// the image) needs no os_image_hash expectation.
+// Upstream's current lite fixture had its vm_config edited after capture: vm_config names
+// e6f5cfec…, the CVM attested 07a2388c… in RTMR3. Pinned either way it must fail, naming both.
+func TestEditedVMConfigOSImageHashFails(t *testing.T) {
 	raw, _ := loadFixture(t, liteFixture)
+	for _, pin := range []string{"e6f5cfec20c02e7b97baa213d0f718020b55e040172d90ccbcb946d56c8b09db", "07a2388c7a6a1b6a646d443f1517990a4ec294471d63146cda9d56972765051d"} {
+		r := mustVerify(t, Options{Attestation: raw, Expect: Expectations{OSImageHash: mustHex(pin)}})
+		c := findCheck(r, "os-image-hash-consistency")
+		if r.Verified || c == nil || c.OK || !strings.Contains(c.Detail, "e6f5cfec") || !strings.Contains(c.Detail, "07a2388c") {
+			t.Errorf("pin %s: verified %v, consistency %+v", pin[:8], r.Verified, c)
+		}
+	}
+}
+
+func TestTrustedLiteDocument(t *testing.T) {
+	// A measurement.tdx.cbor the relying party trusts (here: upstream's v3 document of the
+	// same image, as if taken from the image) needs no os_image_hash expectation.
+	raw := testvectors.ReadShared(t, historyLite)
 	vm, _, _, _ := loadLite(t)
 	r := mustVerify(t, Options{Attestation: raw, LiteMeasurement: vm.TDXMeasurement.Measurement})
 	if r.Mode != "lite" || findSkip(r, "os-image-identity") != nil || findCheck(r, "lite-document-binding") != nil || len(r.Failed()) != 0 {

@@ -166,11 +166,28 @@ func (vm *VMConfig) setField(k string, raw json.RawMessage) error {
 		return nil
 	case "tdx_measurement":
 		var d struct {
+			Version      *int   `json:"version"`
+			OSImageHash  string `json:"os_image_hash"`
 			ChecksumFile string `json:"checksum_file"`
 			Measurement  string `json:"measurement"`
 		}
 		if err := json.Unmarshal(raw, &d); err != nil {
 			return err
+		}
+		if d.Version != nil {
+			if *d.Version != 2 {
+				return fmt.Errorf("version %d: only version 2 (or the current form without a version) is known", *d.Version)
+			}
+			m, err := hex.DecodeString(d.Measurement)
+			if err != nil {
+				return fmt.Errorf("measurement: not hex: %w", err)
+			}
+			h, err := hex.DecodeString(d.OSImageHash)
+			if err != nil || len(h) != 32 {
+				return fmt.Errorf("os_image_hash: not a hex SHA-256")
+			}
+			vm.TDXMeasurement = &LiteDocument{Schema: 2, Measurement: m, OSImageHash: h}
+			return nil
 		}
 		cf, err := decodeBase64(d.ChecksumFile)
 		if err != nil {

@@ -114,6 +114,11 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 			return nil, err
 		}
 	}
+	if opts.LiteMeasurement != nil {
+		if _, err := verify.DecodeLite(opts.LiteMeasurement); err != nil {
+			return nil, fmt.Errorf("--measurement %s: %w", c.String("measurement"), err)
+		}
+	}
 	if opts.Attestation == nil && (opts.Quote == nil || opts.EventLog == nil) {
 		return nil, fmt.Errorf("give --attestation, or --quote and --event-log (and --vm-config)")
 	}
@@ -247,6 +252,28 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 			}
 			fmt.Fprintln(w)
 		}
+	}
+	if a := r.App; a != nil {
+		fmt.Fprintln(w, "  attested by the CVM (RTMR3), to pin next time:")
+		for _, f := range []struct {
+			name string
+			v    []byte
+		}{{"app id", a.AppID}, {"compose hash", a.ComposeHash}, {"instance id", a.InstanceID}, {"os image hash", a.RTMR3OSImageHash}} {
+			val := "(not in the log)"
+			if f.v != nil {
+				val = hex.EncodeToString(f.v)
+			}
+			fmt.Fprintf(w, "    %-14s %s\n", f.name, val)
+		}
+		if a.KeyProvider != nil {
+			fmt.Fprintf(w, "    %-14s %s %s\n", "key provider", a.KeyProvider.Name, a.KeyProvider.ID)
+		}
+		if a.OSImageIdentity != nil {
+			fmt.Fprintf(w, "  os image identity %s (from %s)\n", hex.EncodeToString(a.OSImageIdentity), a.OSImageIdentitySource)
+		}
+	}
+	if r.Shape != nil {
+		fmt.Fprintf(w, "  VM shape: %d vCPU, %s, QEMU %s (ACPI profile %s)\n", r.Shape.CPUCount, formatSize(r.Shape.MemorySize), r.Shape.QEMUVersion, r.Shape.ACPIProfile)
 	}
 	for _, ch := range r.Checks {
 		mark := "ok  "

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -56,11 +58,12 @@ func TestVerifyExitCodes(t *testing.T) {
 	}
 }
 
-// TestVerifyGenuineLiteAttestation: a real lite-mode CVM's attestation verifies end to end
-// once its os_image_hash is pinned, and a wrong pin or a different VM shape is refused.
+// TestVerifyGenuineLiteAttestation: a real lite-mode CVM's attestation (the capture behind
+// upstream's lite fixture, before its vm_config was edited) verifies end to end once its
+// os_image_hash is pinned, and a wrong pin or a different VM shape is refused.
 func TestVerifyGenuineLiteAttestation(t *testing.T) {
-	lite := testvectors.Shared(t, testvectors.DstackVerifier("tdx-lite-getquote.json"))
-	const osImageHash = "e6f5cfec20c02e7b97baa213d0f718020b55e040172d90ccbcb946d56c8b09db"
+	lite := testvectors.Shared(t, "real-attestations/dstack-fixture-history/tdx-lite-getquote.02bb2476.json")
+	const osImageHash = "07a2388c7a6a1b6a646d443f1517990a4ec294471d63146cda9d56972765051d"
 	if code, _, stderr := runCLI("verify", "--attestation", lite, "--os-image-hash", osImageHash); code != 0 {
 		t.Fatalf("genuine attestation: exit %d: %s", code, stderr)
 	}
@@ -116,5 +119,21 @@ func TestVerifyShapeFromFlagsWithoutVMConfig(t *testing.T) {
 	}
 	if !acpiOK || rep.Shape.CPUCount != 8 || rep.Shape.Sources["memory_size"] != "flag" || rep.Shape.Sources["hotplug_off"] != "default" || rep.Warnings == nil {
 		t.Errorf("acpi-digests ok %v, shape %+v, warnings %v", acpiOK, rep.Shape, rep.Warnings)
+	}
+}
+
+// A --measurement file that is empty or not a measurement document is unreadable input.
+func TestVerifyMeasurementFileMustDecode(t *testing.T) {
+	lite := testvectors.Shared(t, "real-attestations/dstack-fixture-history/tdx-lite-getquote.02bb2476.json")
+	dir := t.TempDir()
+	for name, content := range map[string]string{"empty.cbor": "", "text.cbor": "not cbor at all"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runCLI("verify", "--attestation", lite, "--measurement", p)
+		if code != 1 || stdout != "" || !strings.Contains(stderr, name) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", name, code, stdout, stderr)
+		}
 	}
 }
