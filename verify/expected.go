@@ -111,11 +111,18 @@ func LiteExpected(m *LiteMeasurement, vm *VMConfig, acpiDigests map[string][]byt
 	return LiteExpectedFor(m, mc, acpiDigests)
 }
 
-// LiteExpectedFor is LiteExpected for an explicit machine shape (vm_config with overrides).
+// LiteExpectedFor is LiteExpected for an explicit machine shape (vm_config with overrides), with
+// the first kernel candidate the document allows (see LiteExpectedKernel).
 func LiteExpectedFor(m *LiteMeasurement, mc *mr.Machine, acpiDigests map[string][]byte) (*Expected, error) {
-	if !LiteSupportsMemory(mc.MemoryBytes) {
-		return nil, fmt.Errorf("lite mode: memory_size %d: the document's kernel digest holds only for exactly 2 GiB or at least %d bytes (%w)", mc.MemoryBytes, uint64(liteMemoryStableMin), ErrNotSupported)
+	c := m.KernelCandidates(mc.MemoryBytes)
+	if len(c) == 0 {
+		return nil, fmt.Errorf("lite mode: memory_size %d: the document's kernel digest (as QEMU patches the kernel) holds only for exactly 2 GiB or at least %d bytes, and the image's kernel header is not normalized (%w)", mc.MemoryBytes, uint64(liteMemoryStableMin), ErrNotSupported)
 	}
+	return LiteExpectedKernel(m, mc, acpiDigests, c[0].Digest)
+}
+
+// LiteExpectedKernel predicts the registers with kernelDigest as RTMR1's kernel event.
+func LiteExpectedKernel(m *LiteMeasurement, mc *mr.Machine, acpiDigests map[string][]byte, kernelDigest []byte) (*Expected, error) {
 	e := &Expected{Source: "lite", MRTD: m.TDVF.MRTD.SinglePass}
 	if mc.TwoPass() {
 		e.MRTD = m.TDVF.MRTD.TwoPass
@@ -151,14 +158,14 @@ func LiteExpectedFor(m *LiteMeasurement, mc *mr.Machine, acpiDigests map[string]
 		ev(0, eventlog.EvEFIVariableBoot, eventlog.LabelBoot0000, pre202505Boot0000),
 	)
 	r1 := []ExpectedEvent{
-		ev(1, eventlog.EvEFIBootServicesApp, eventlog.LabelKernel, m.Image.KernelAuthenticode),
+		ev(1, eventlog.EvEFIBootServicesApp, eventlog.LabelKernel, kernelDigest),
 		ev(1, eventlog.EvEFIAction, eventlog.LabelBootAttempt, sha384([]byte("Calling EFI Application from Boot Option"))),
 		ev(1, eventlog.EvSeparator, eventlog.LabelSeparator, separatorDigest),
 		ev(1, eventlog.EvEFIAction, eventlog.LabelExitBootSvc, sha384([]byte("Exit Boot Services Invocation"))),
 		ev(1, eventlog.EvEFIAction, eventlog.LabelExitBootSvcDone, sha384([]byte("Exit Boot Services Returned with Success"))),
 	}
 	r2 := []ExpectedEvent{
-		ev(2, eventlog.EvEventTag, eventlog.LabelCmdline, m.Image.CmdlineSHA384),
+		ev(2, eventlog.EvEventTag, eventlog.LabelCmdline, m.CmdlineDigest()),
 		ev(2, eventlog.EvEventTag, eventlog.LabelInitrd, m.Image.InitrdSHA384),
 	}
 	e.Events = [3][]ExpectedEvent{r0, r1, r2}

@@ -13,13 +13,20 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/dstack-mr/dstack-mr/mr"
+	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
 // LiteFileName is the measurement document's file name inside an image and in sha256sum.txt.
 const LiteFileName = "measurement.tdx.cbor"
 
-// LiteVersion is the only measurement.tdx.cbor schema version dstack defines.
-const LiteVersion = 3
+// LiteVersion is the oldest measurement.tdx.cbor schema version with a version key; 4 is the
+// current one (dstack-types), which adds the plain command line and the normalized-kernel flag.
+const (
+	LiteVersion  = 3
+	LiteVersion4 = 4
+	// maxLiteCmdline bounds the command line a version 4 document carries.
+	maxLiteCmdline = 2048
+)
 
 // maxLiteDocBytes bounds a measurement document; real ones are ~300 bytes.
 const maxLiteDocBytes = 1 << 20
@@ -35,15 +42,26 @@ type LiteMeasurement struct {
 	TDVF    LiteTDVF  `cbor:"tdvf" json:"tdvf"`
 }
 
-// LiteImage holds the RTMR1/RTMR2 digests of the kernel, its command line and the initrd.
+// LiteImage holds the RTMR1/RTMR2 inputs of the kernel, its command line and the initrd. Which
+// keys are present depends on the schema: version 3 has cmdline_sha384; version 4 the plain
+// cmdline (the release candidates: cmdline_sha384 and patched_kernel_authenticode).
 type LiteImage struct {
+	// Cmdline is the image's command line, without OVMF's " initrd=initrd" (version 4).
+	Cmdline *string `cbor:"cmdline,omitempty" json:"cmdline,omitempty"`
 	// CmdlineSHA384 is the RTMR2 LoadOptions event: the image cmdline plus " initrd=initrd",
 	// UTF-16LE with a trailing NUL.
-	CmdlineSHA384 Hex `cbor:"cmdline_sha384" json:"cmdline_sha384"`
-	// KernelAuthenticode is the Authenticode SHA-384 of the kernel as QEMU patches it for a
+	CmdlineSHA384 Hex `cbor:"cmdline_sha384,omitempty" json:"cmdline_sha384,omitempty"`
+	// KernelAuthenticode is the Authenticode SHA-384 of the kernel: as shipped when the header
+	// is normalized or a patched digest is given beside it; otherwise as QEMU patches it for a
 	// guest with at least 0xB0000000 bytes of RAM (the same bytes as for exactly 2 GiB).
 	KernelAuthenticode Hex `cbor:"kernel_authenticode" json:"kernel_authenticode"`
-	InitrdSHA384       Hex `cbor:"initrd_sha384" json:"initrd_sha384"`
+	// PatchedKernelAuthenticode (0.6.0 release candidates) is the digest as QEMU patches the
+	// kernel for RAM >= 0xB0000000, beside the unpatched one.
+	PatchedKernelAuthenticode Hex `cbor:"patched_kernel_authenticode,omitempty" json:"patched_kernel_authenticode,omitempty"`
+	// KernelHeaderNormalized: the shipped kernel carries the canonical setup header and the
+	// firmware normalizes it before measuring, so the digest holds on every QEMU and memory size.
+	KernelHeaderNormalized bool `cbor:"kernel_header_normalized,omitempty" json:"kernel_header_normalized,omitempty"`
+	InitrdSHA384           Hex  `cbor:"initrd_sha384" json:"initrd_sha384"`
 }
 
 // LiteTDVF holds what the firmware contributes.
@@ -68,6 +86,9 @@ var liteDecMode = func() cbor.DecMode {
 		MaxNestedLevels:  8,
 		MaxArrayElements: 64,
 		MaxMapPairs:      64,
+		// Unknown keys are refused by name: a field this package does not read could change
+		// what the document means.
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 	}.DecMode()
 	if err != nil {
 		panic(err)
@@ -86,6 +107,9 @@ func decodeLite(data []byte, unversioned bool) (*LiteMeasurement, error) {
 	if len(data) > maxLiteDocBytes {
 		return nil, fmt.Errorf("%s: %d bytes, over the %d-byte limit", LiteFileName, len(data), maxLiteDocBytes)
 	}
+	if err := checkLiteKeys(data); err != nil {
+		return nil, err
+	}
 	var m LiteMeasurement
 	if err := liteDecMode.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%s: %w", LiteFileName, err)
@@ -102,10 +126,66 @@ func decodeLite(data []byte, unversioned bool) (*LiteMeasurement, error) {
 	return &m, nil
 }
 
+// liteKeys are the keys each map of a measurement document may have.
+var liteKeys = map[string]map[string]bool{
+	"":          {"version": true, "image": true, "tdvf": true},
+	"image":     {"cmdline": true, "cmdline_sha384": true, "kernel_authenticode": true, "patched_kernel_authenticode": true, "kernel_header_normalized": true, "initrd_sha384": true},
+	"tdvf":      {"ovmf": true, "mrtd": true, "td_hob": true},
+	"tdvf.mrtd": {"single_pass": true, "two_pass": true},
+}
+
+// checkLiteKeys refuses, by name, any key the schema does not define.
+func checkLiteKeys(data []byte) error {
+	var walk func(raw cbor.RawMessage, path string) error
+	walk = func(raw cbor.RawMessage, path string) error {
+		known, isMap := liteKeys[path]
+		if !isMap {
+			return nil
+		}
+		var m map[string]cbor.RawMessage
+		if err := liteDecMode.Unmarshal(raw, &m); err != nil {
+			where := path
+			if where == "" {
+				where = "document"
+			}
+			return fmt.Errorf("%s: %s: want a map with text keys: %w", LiteFileName, where, err)
+		}
+		for k, v := range m {
+			name := k
+			if path != "" {
+				name = path + "." + k
+			}
+			if !known[k] {
+				return fmt.Errorf("%s: unknown key %q", LiteFileName, name)
+			}
+			if err := walk(v, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(data, "")
+}
+
 // Validate checks the version, the variant and every digest length.
 func (m *LiteMeasurement) Validate() error {
-	if m.Version != LiteVersion {
-		return fmt.Errorf("%s: version %d, want %d", LiteFileName, m.Version, LiteVersion)
+	if m.Version != LiteVersion && m.Version != LiteVersion4 {
+		return fmt.Errorf("%s: version %d, want %d or %d", LiteFileName, m.Version, LiteVersion, LiteVersion4)
+	}
+	im := &m.Image
+	switch {
+	case im.Cmdline != nil && im.CmdlineSHA384 != nil:
+		return fmt.Errorf("%s: image has both cmdline and cmdline_sha384", LiteFileName)
+	case im.Cmdline == nil && im.CmdlineSHA384 == nil:
+		return fmt.Errorf("%s: image has neither cmdline nor cmdline_sha384", LiteFileName)
+	case im.Cmdline != nil && m.Version != LiteVersion4:
+		return fmt.Errorf("%s: image.cmdline needs version 4", LiteFileName)
+	case im.Cmdline != nil && len(*im.Cmdline) > maxLiteCmdline:
+		return fmt.Errorf("%s: image.cmdline is %d bytes, at most %d", LiteFileName, len(*im.Cmdline), maxLiteCmdline)
+	case im.PatchedKernelAuthenticode != nil && len(im.PatchedKernelAuthenticode) != sha512.Size384:
+		return fmt.Errorf("%s: image.patched_kernel_authenticode is %d bytes, want %d", LiteFileName, len(im.PatchedKernelAuthenticode), sha512.Size384)
+	case im.PatchedKernelAuthenticode != nil && im.KernelHeaderNormalized:
+		return fmt.Errorf("%s: a normalized kernel has no patched digest (image.patched_kernel_authenticode)", LiteFileName)
 	}
 	if m.TDVF.OVMF != OVMFPre202505 {
 		return fmt.Errorf("%s: tdvf.ovmf %q: only %q is defined", LiteFileName, m.TDVF.OVMF, OVMFPre202505)
@@ -114,7 +194,6 @@ func (m *LiteMeasurement) Validate() error {
 		name string
 		v    []byte
 	}{
-		{"image.cmdline_sha384", m.Image.CmdlineSHA384},
 		{"image.kernel_authenticode", m.Image.KernelAuthenticode},
 		{"image.initrd_sha384", m.Image.InitrdSHA384},
 		{"tdvf.mrtd.single_pass", m.TDVF.MRTD.SinglePass},
@@ -123,6 +202,9 @@ func (m *LiteMeasurement) Validate() error {
 		if len(f.v) != sha512.Size384 {
 			return fmt.Errorf("%s: %s is %d bytes, want %d", LiteFileName, f.name, len(f.v), sha512.Size384)
 		}
+	}
+	if im.CmdlineSHA384 != nil && len(im.CmdlineSHA384) != sha512.Size384 {
+		return fmt.Errorf("%s: image.cmdline_sha384 is %d bytes, want %d", LiteFileName, len(im.CmdlineSHA384), sha512.Size384)
 	}
 	if _, err := parseWitness(m.TDVF.TDHobWitness); err != nil {
 		return fmt.Errorf("%s: tdvf.td_hob: %w", LiteFileName, err)
@@ -221,9 +303,47 @@ const (
 	liteMemoryStableMin = 0xB0000000
 )
 
-// LiteSupportsMemory reports whether the lite document's kernel digest holds for memoryBytes.
+// LiteSupportsMemory reports whether a patched kernel digest holds for memoryBytes.
 func LiteSupportsMemory(memoryBytes uint64) bool {
 	return memoryBytes == liteMemory2G || memoryBytes >= liteMemoryStableMin
+}
+
+// CmdlineDigest is the RTMR2 LoadOptions digest the document predicts: given, or computed from
+// the plain command line the way the pre-202505 firmware lays it out (" initrd=initrd" appended,
+// UTF-16LE, NUL-terminated).
+func (m *LiteMeasurement) CmdlineDigest() []byte {
+	if m.Image.Cmdline == nil {
+		return m.Image.CmdlineSHA384
+	}
+	d := sha512.Sum384(mr.LoadOptions(*m.Image.Cmdline, true, uefi.InitrdSuffix))
+	return d[:]
+}
+
+// KernelCandidate is one digest the kernel event may carry, and when.
+type KernelCandidate struct {
+	Digest Hex    `json:"digest"`
+	Form   string `json:"form"` // "normalized", "patched" or "unpatched"
+}
+
+// KernelCandidates lists the kernel digests the document allows for memoryBytes: the shipped
+// digest of a normalized kernel (any size); the patched digest (only at exactly 2 GiB or from
+// 0xB0000000, where QEMU's patch does not depend on the size); the unpatched digest when the
+// document carries one beside the patched (QEMU >= 10.2, or firmware that reads etc/boot/kernel).
+func (m *LiteMeasurement) KernelCandidates(memoryBytes uint64) []KernelCandidate {
+	im := m.Image
+	switch {
+	case im.KernelHeaderNormalized:
+		return []KernelCandidate{{im.KernelAuthenticode, "normalized"}}
+	case im.PatchedKernelAuthenticode != nil:
+		out := []KernelCandidate{{im.KernelAuthenticode, "unpatched"}}
+		if LiteSupportsMemory(memoryBytes) {
+			out = append(out, KernelCandidate{im.PatchedKernelAuthenticode, "patched"})
+		}
+		return out
+	case LiteSupportsMemory(memoryBytes):
+		return []KernelCandidate{{im.KernelAuthenticode, "patched"}}
+	}
+	return nil
 }
 
 // witness is a decoded TdHobWitnessV1: varuints base_page, td_hob_page_delta, range_count,

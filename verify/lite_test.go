@@ -180,7 +180,8 @@ func TestDecodeLiteErrors(t *testing.T) {
 	}{
 		{"empty", nil, "EOF"},
 		{"truncated", good[:len(good)-3], "unexpected EOF"},
-		{"version", bytes.Replace(good, []byte("version\x03"), []byte("version\x04"), 1), "version 4"},
+		{"version", bytes.Replace(good, []byte("version\x03"), []byte("version\x05"), 1), "version 5"},
+		{"unknown key", bytes.Replace(good, []byte("initrd_sha384"), []byte("initrd_sha385"), 1), "initrd_sha385"},
 		{"variant", bytes.Replace(good, []byte("pre202505"), []byte("pre202506"), 1), "tdvf.ovmf"},
 		{"digest length", bytes.Replace(good, []byte("initrd_sha384\x58\x30"), []byte("initrd_sha384\x58\x2f"), 1), ""},
 		{"witness", bytes.Replace(good, []byte("td_hob\x4c"), []byte("td_hob\x4b"), 1), ""},

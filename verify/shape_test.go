@@ -158,3 +158,59 @@ func TestFixtureHistoryVerifies(t *testing.T) {
 		})
 	}
 }
+
+// dstack 0.6.0 captures in its KMS form (stripped event log, no os-image-hash event in RTMR3):
+// a normalized kernel on QEMU 8.2.2 (v3 document) and 10.2.1 (v4), and a release candidate on
+// QEMU 10.2.1 whose document carries both kernel digests. MRTD and RTMR0-2 are predicted (not
+// replayed) from the document and the shape, and the identity is the document's binding.
+func TestStrippedLogCapturesVerify(t *testing.T) {
+	for _, tc := range []struct{ name, form string }{
+		{"tdx-lite-normalized-attestation", ""},
+		{"tdx-lite-normalized-qemu-10-2-attestation", ""},
+		{"tdx-lite-qemu-10-2-attestation", "unpatched"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := "real-attestations/dstack-verifier-qemu-10-2/"
+			raw := testvectors.ReadShared(t, dir+tc.name+".getquote.json")
+			vm, err := ParseVMConfig(testvectors.ReadShared(t, dir+tc.name+".vm_config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := mustVerify(t, Options{Attestation: raw, Expect: Expectations{OSImageHash: vm.OSImageHash}})
+			if !r.Verified {
+				t.Fatalf("not verified: failed %+v, not checked %+v", r.Failed(), r.NotChecked)
+			}
+			if r.App.OSImageIdentitySource != "lite-document" {
+				t.Errorf("identity from %q", r.App.OSImageIdentitySource)
+			}
+			if s := findSkip(r, "rtmr1-replay"); s == nil || s.Required || !strings.Contains(s.Reason, "predicted") {
+				t.Errorf("rtmr1-replay not reported as predicted: %+v", s)
+			}
+			if c := findCheck(r, "acpi-digests"); c == nil || !c.OK {
+				t.Errorf("acpi-digests %+v", c)
+			}
+			if c := findCheck(r, "kernel-form"); (c != nil) != (tc.form != "") || (c != nil && !strings.Contains(c.Detail, tc.form)) {
+				t.Errorf("kernel-form %+v, want %q", c, tc.form)
+			}
+			wrong := append([]byte{}, vm.OSImageHash...)
+			wrong[31] ^= 1
+			if r := mustVerify(t, Options{Attestation: raw, Expect: Expectations{OSImageHash: wrong}}); r.Verified {
+				t.Error("verified against another os_image_hash")
+			}
+		})
+	}
+}
+
+// Every real measurement document decodes: v3 with the normalized flag, v4, release-candidate v4
+// (their predictions matching the quotes is TestStrippedLogCapturesVerify).
+func TestRealMeasurementDocumentsDecode(t *testing.T) {
+	for _, name := range []string{"tdx-lite-normalized-attestation", "tdx-lite-normalized-qemu-10-2-attestation", "tdx-lite-qemu-10-2-attestation"} {
+		m, err := DecodeLite(testvectors.ReadShared(t, "real-attestations/dstack-verifier-qemu-10-2/"+name+".measurement.cbor"))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(m.CmdlineDigest()) != 48 || len(m.KernelCandidates(2<<30)) == 0 {
+			t.Errorf("%s: %+v", name, m.Image)
+		}
+	}
+}
