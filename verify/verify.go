@@ -85,9 +85,12 @@ type Report struct {
 	// Verified is true only when every check ran and passed (the quote's authenticity among
 	// them) and nothing required was left unchecked. The TCB status, which needs Intel's
 	// collateral, is listed as not checked but not required.
-	Verified bool       `json:"verified"`
-	Mode     string     `json:"mode"` // "full", "lite" or "none" (no expected image)
-	Quote    *QuoteInfo `json:"quote"`
+	Verified bool   `json:"verified"`
+	Mode     string `json:"mode"` // "full", "lite" or "none" (no expected image)
+	// InputForm names what the attestation was read from: a GetQuote response or dstack's
+	// {"attestation": hex} in MessagePack or SCALE.
+	InputForm string     `json:"input_form,omitempty"`
+	Quote     *QuoteInfo `json:"quote"`
 	// QuoteVerification is the quote's offline authenticity check (quote.Verify), as
 	// `dstack-mr quote verify` prints it.
 	QuoteVerification *quote.Verification  `json:"quote_verification"`
@@ -265,6 +268,7 @@ func (r *Report) finish() {
 // inputs are the attestation pieces after Options' overrides.
 type inputs struct {
 	quote, eventLog, vmConfig, reportData []byte
+	form                                  string
 }
 
 func gather(opts *Options) (*inputs, error) {
@@ -280,10 +284,20 @@ func gather(opts *Options) (*inputs, error) {
 		if err := json.Unmarshal(opts.Attestation, &a); err != nil {
 			return nil, fmt.Errorf("attestation: want a GetQuote JSON object: %w", err)
 		}
+		in.form = "GetQuote response"
 		if a.Quote != nil {
 			in.quote = []byte(*a.Quote)
-		} else if a.Binary != nil && opts.Quote == nil {
-			return nil, errors.New("attestation: dstack's binary \"attestation\" encoding is not supported: give the GetQuote response (quote, event_log, vm_config)")
+		} else if a.Binary != nil {
+			b, err := decodeBinaryAttestation(strings.TrimPrefix(strings.TrimSpace(*a.Binary), "0x"))
+			if err != nil {
+				return nil, err
+			}
+			log, err := b.eventLogJSON()
+			if err != nil {
+				return nil, err
+			}
+			in.quote, in.eventLog, in.vmConfig, in.reportData = b.quote, log, []byte(b.config), b.reportData
+			in.form = "dstack attestation (" + b.encoding + ")"
 		}
 		if present(a.EventLog) {
 			in.eventLog = *a.EventLog
@@ -350,6 +364,7 @@ func Verify(opts Options) (*Report, error) {
 
 	r := &Report{Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}, Warnings: []string{}}
 	r.Quote = quoteInfo(q)
+	r.InputForm = in.form
 	if err := checkQuoteAuthentic(r, q, &opts); err != nil {
 		return nil, err
 	}

@@ -234,11 +234,54 @@ func TestNullFieldsAreMissing(t *testing.T) {
 	}
 }
 
-func TestBinaryAttestationRejected(t *testing.T) {
-	_, err := Verify(Options{Attestation: []byte(`{"attestation":"0000"}`)})
-	if err == nil || !strings.Contains(err.Error(), "GetQuote") {
-		t.Errorf("error %v", err)
+func TestBinaryAttestationErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"attestation":"0000"}`, "attestation (SCALE): quote length"},
+		{`{"attestation":"0100"}`, "variant 1"},
+		{`{"attestation":"81a776657273696f6e02"}`, "attestation (MessagePack): version 2"},
+		{`{"attestation":"zz"}`, "not hex"},
+		{`{"attestation":""}`, "empty"},
+	} {
+		if _, err := Verify(Options{Attestation: []byte(tc.in)}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.in, err, tc.want)
+		}
 	}
+}
+
+// dstack's own {"attestation": hex} forms of three real captures, MessagePack and SCALE, verify
+// exactly as their GetQuote reshapings do.
+func TestBinaryAttestationForms(t *testing.T) {
+	for _, tc := range []struct{ name, form string }{
+		{"tdx-lite-qemu-10-2-attestation", "MessagePack"},
+		{"tdx-lite-normalized-attestation", "SCALE"},
+		{"tdx-lite-normalized-qemu-10-2-attestation", "SCALE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := "real-attestations/dstack-verifier-qemu-10-2/"
+			vm, err := ParseVMConfig(testvectors.ReadShared(t, dir+tc.name+".vm_config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bin := mustVerify(t, Options{Attestation: testvectors.ReadShared(t, dir+tc.name+".json"), Expect: Expectations{OSImageHash: vm.OSImageHash}})
+			gq := mustVerify(t, Options{Attestation: testvectors.ReadShared(t, dir+tc.name+".getquote.json"), Expect: Expectations{OSImageHash: vm.OSImageHash}})
+			if !bin.Verified || bin.InputForm != "dstack attestation ("+tc.form+")" {
+				t.Fatalf("verified %v, form %q, failed %+v", bin.Verified, bin.InputForm, bin.Failed())
+			}
+			for n, reg := range gq.Registers {
+				if !bytes.Equal(bin.Registers[n].Actual, reg.Actual) || !bytes.Equal(bin.Registers[n].Expected, reg.Expected) {
+					t.Errorf("%s differs between the two forms", n)
+				}
+			}
+		})
+	}
+}
+
+func FuzzBinaryAttestation(f *testing.F) {
+	f.Add("0000")
+	f.Add("81a776657273696f6e01")
+	f.Fuzz(func(t *testing.T, h string) {
+		_, _ = decodeBinaryAttestation(h)
+	})
 }
 
 func TestPiecesEqualAttestation(t *testing.T) {
