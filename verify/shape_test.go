@@ -2,6 +2,8 @@ package verify
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -213,4 +215,45 @@ func TestRealMeasurementDocumentsDecode(t *testing.T) {
 			t.Errorf("%s: %+v", name, m.Image)
 		}
 	}
+}
+
+// The 36 guest-agent Info blobs of Phala Cloud's KMS CVMs (no quote): their event logs replay
+// to the registers they report, their logged ACPI digests equal the tables of their vm_config
+// shape, and none is ever VERIFIED: without a quote nothing proves the values came from a TD.
+func TestGuestAgentInfo(t *testing.T) {
+	dir, ok := testvectors.SharedDir()
+	if !ok {
+		t.Skip("shared reference data not found")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "real-attestations", "phala-trust-center", "kmsInfo", "*.json"))
+	if len(files) == 0 {
+		t.Skip("no guest-agent Info files in the shared reference data")
+	}
+	v822 := acpi.Version{Major: 8, Minor: 2, Micro: 2}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := Options{Info: raw}
+			if strings.HasPrefix(filepath.Base(f), "prod6-051-") {
+				// A dstack 0.5.1 vm_config: CPU count and memory only; the host ran QEMU 8.2.2.
+				opts.OverrideMachine, opts.OverrideFields = func(m *mr.Machine) { m.QEMUVersion = v822 }, []string{"qemu_version"}
+			}
+			r := mustVerify(t, opts)
+			if r.Verified || r.Quote != nil || r.InputForm != "guest agent Info (no quote)" {
+				t.Fatalf("verified %v, quote %v, form %q", r.Verified, r.Quote, r.InputForm)
+			}
+			if s := findSkip(r, "quote"); s == nil || !s.Required || !strings.Contains(s.Reason, "nothing proves") {
+				t.Errorf("the missing quote is not named: %+v", s)
+			}
+			for _, n := range []string{"rtmr0-replay", "rtmr1-replay", "rtmr2-replay", "rtmr3-replay", "acpi-digests"} {
+				if c := findCheck(r, n); c == nil || !c.OK {
+					t.Errorf("%s: %+v", n, c)
+				}
+			}
+		})
+	}
+	t.Logf("%d guest-agent Info blobs replayed, ACPI digests predicted from their shape", len(files))
 }

@@ -48,6 +48,10 @@ type Options struct {
 	// os_image_hash, which then needs Expect.OSImageHash to mean anything.
 	LiteMeasurement []byte
 
+	// Info is a dstack guest agent's Info response (tcb_info with MRTD, RTMR0-3 and the event
+	// log, vm_config), checked without a quote: replayed and predicted, never verified.
+	Info []byte
+
 	// OverrideMachine adjusts the machine shape derived from vm_config (CLI flags). Without a
 	// vm_config it is applied to vm_config's defaults, and must then set at least the CPU count
 	// and the memory size.
@@ -269,6 +273,9 @@ func (r *Report) finish() {
 type inputs struct {
 	quote, eventLog, vmConfig, reportData []byte
 	form                                  string
+	// infoRegisters holds the registers of a guest-agent Info (no quote): only the TD report's
+	// MRTD, RTMRs and MRCONFIGID (zero) are set.
+	infoRegisters *quote.Quote
 }
 
 func gather(opts *Options) (*inputs, error) {
@@ -313,6 +320,14 @@ func gather(opts *Options) (*inputs, error) {
 			in.reportData = b
 		}
 	}
+	if len(opts.Info) > 0 {
+		if len(opts.Attestation) > 0 || opts.Quote != nil {
+			return nil, errors.New("give an Info or an attestation/quote, not both")
+		}
+		if err := in.readInfo(opts.Info); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Quote != nil {
 		in.quote = opts.Quote
 	}
@@ -322,7 +337,7 @@ func gather(opts *Options) (*inputs, error) {
 	if opts.VMConfig != nil {
 		in.vmConfig = opts.VMConfig
 	}
-	if len(in.quote) == 0 {
+	if len(in.quote) == 0 && in.infoRegisters == nil {
 		return nil, errors.New("no quote: give an attestation with a quote, or the quote itself")
 	}
 	return in, nil
@@ -344,9 +359,11 @@ func Verify(opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := quote.ParseAuto(in.quote)
-	if err != nil {
-		return nil, fmt.Errorf("quote: %w", err)
+	q := in.infoRegisters
+	if q == nil {
+		if q, err = quote.ParseAuto(in.quote); err != nil {
+			return nil, fmt.Errorf("quote: %w", err)
+		}
 	}
 	var events []eventlog.Event
 	if len(in.eventLog) > 0 {
@@ -363,10 +380,15 @@ func Verify(opts Options) (*Report, error) {
 	}
 
 	r := &Report{Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}, Warnings: []string{}}
-	r.Quote = quoteInfo(q)
 	r.InputForm = in.form
-	if err := checkQuoteAuthentic(r, q, &opts); err != nil {
-		return nil, err
+	if in.infoRegisters != nil {
+		r.skip("quote", true, "no quote: the registers come from the guest agent's Info (tcb_info), which is the CVM's unsigned word; "+
+			"nothing proves they came from a TD. Get a quote (GetQuote) to verify")
+	} else {
+		r.Quote = quoteInfo(q)
+		if err := checkQuoteAuthentic(r, q, &opts); err != nil {
+			return nil, err
+		}
 	}
 	r.App.MRConfigID = Hex(q.Report.MRConfigID)
 	r.Registers["mrtd"] = &Register{Actual: Hex(q.Report.MRTD)}
@@ -1054,4 +1076,54 @@ func checkMRConfigID(r *Report, q *quote.Quote) {
 	default:
 		r.skip("mr-config-id", false, "MRCONFIGID version %d (%x) is not checked", id[0], []byte(id))
 	}
+}
+
+// readInfo takes the registers, event log and vm_config of a guest agent Info response.
+func (in *inputs) readInfo(data []byte) error {
+	var info struct {
+		TCBInfo  json.RawMessage `json:"tcb_info"`
+		VMConfig json.RawMessage `json:"vm_config"`
+	}
+	if err := json.Unmarshal(data, &info); err != nil {
+		return fmt.Errorf("info: want the guest agent's Info JSON: %w", err)
+	}
+	tcb := []byte(info.TCBInfo)
+	var text string
+	if json.Unmarshal(tcb, &text) == nil {
+		tcb = []byte(text) // a JSON string holding the object, as the guest agent sends it
+	}
+	var t struct {
+		MRTD     string          `json:"mrtd"`
+		RTMR0    string          `json:"rtmr0"`
+		RTMR1    string          `json:"rtmr1"`
+		RTMR2    string          `json:"rtmr2"`
+		RTMR3    string          `json:"rtmr3"`
+		EventLog json.RawMessage `json:"event_log"`
+	}
+	if err := json.Unmarshal(tcb, &t); err != nil {
+		return fmt.Errorf("info: tcb_info: %w", err)
+	}
+	q := &quote.Quote{}
+	for _, f := range []struct {
+		name string
+		hex  string
+		dst  *quote.Hex
+	}{{"mrtd", t.MRTD, &q.Report.MRTD}, {"rtmr0", t.RTMR0, &q.Report.RTMR[0]}, {"rtmr1", t.RTMR1, &q.Report.RTMR[1]},
+		{"rtmr2", t.RTMR2, &q.Report.RTMR[2]}, {"rtmr3", t.RTMR3, &q.Report.RTMR[3]}} {
+		b, err := hex.DecodeString(strings.TrimPrefix(f.hex, "0x"))
+		if err != nil || len(b) != 48 {
+			return fmt.Errorf("info: tcb_info.%s: want 48 bytes of hex", f.name)
+		}
+		*f.dst = b
+	}
+	q.Report.MRConfigID = make(quote.Hex, 48)
+	in.infoRegisters = q
+	in.form = "guest agent Info (no quote)"
+	if present((*json.RawMessage)(&t.EventLog)) {
+		in.eventLog = t.EventLog
+	}
+	if present((*json.RawMessage)(&info.VMConfig)) {
+		in.vmConfig = info.VMConfig
+	}
+	return nil
 }

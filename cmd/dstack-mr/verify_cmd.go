@@ -43,6 +43,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "attestation", Category: cat, Usage: "GetQuote response JSON (quote, event_log, vm_config, report_data)"},
 			&cli.StringFlag{Name: "quote", Category: cat, Usage: "TDX quote file, binary or hex"},
+			&cli.StringFlag{Name: "info", Category: cat, Usage: "guest agent Info JSON (tcb_info, vm_config) instead of an attestation: replayed and predicted, never VERIFIED (no quote)"},
 			&cli.StringFlag{Name: "event-log", Category: cat, Usage: "event log JSON"},
 			&cli.StringFlag{Name: "vm-config", Category: cat, Usage: "vm_config JSON"},
 			&cli.StringFlag{Name: "measurement", Category: cat, Usage: "measurement.tdx.cbor of the expected image (lite mode)"},
@@ -109,7 +110,7 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	var opts verify.Options
 	var err error
 	for name, dst := range map[string]*[]byte{"attestation": &opts.Attestation, "quote": &opts.Quote,
-		"event-log": &opts.EventLog, "vm-config": &opts.VMConfig, "measurement": &opts.LiteMeasurement, "collateral": &opts.Collateral} {
+		"event-log": &opts.EventLog, "vm-config": &opts.VMConfig, "measurement": &opts.LiteMeasurement, "collateral": &opts.Collateral, "info": &opts.Info} {
 		if *dst, err = readFlagFile(c, name); err != nil {
 			return nil, err
 		}
@@ -119,8 +120,8 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 			return nil, fmt.Errorf("--measurement %s: %w", c.String("measurement"), err)
 		}
 	}
-	if opts.Attestation == nil && (opts.Quote == nil || opts.EventLog == nil) {
-		return nil, fmt.Errorf("give --attestation, or --quote and --event-log (and --vm-config)")
+	if opts.Attestation == nil && opts.Info == nil && (opts.Quote == nil || opts.EventLog == nil) {
+		return nil, fmt.Errorf("give --attestation, or --quote and --event-log (and --vm-config), or --info")
 	}
 	for name, dst := range map[string]*[]byte{"compose-hash": &opts.Expect.ComposeHash, "app-id": &opts.Expect.AppID,
 		"instance-id": &opts.Expect.InstanceID, "os-image-hash": &opts.Expect.OSImageHash} {
