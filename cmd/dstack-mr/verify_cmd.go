@@ -14,6 +14,7 @@ import (
 
 	"github.com/dstack-mr/dstack-mr/acpi"
 	"github.com/dstack-mr/dstack-mr/mr"
+	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 	"github.com/dstack-mr/dstack-mr/verify"
 )
 
@@ -268,6 +269,18 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 		}
 		if a.KeyProvider != nil {
 			fmt.Fprintf(w, "    %-14s %s %s\n", "key provider", a.KeyProvider.Name, a.KeyProvider.ID)
+		}
+		if f := r.RTMR3; f != nil {
+			if f.GPUPolicyHash != nil {
+				fmt.Fprintf(w, "    %-14s %s\n", "gpu policy", hex.EncodeToString(f.GPUPolicyHash))
+			}
+			for _, e := range append(append([]eventlog.NamedPayload{}, f.Unknown...), f.AppEvents...) {
+				val := e.Text
+				if val == "" {
+					val = shortHex(hex.EncodeToString(e.Payload))
+				}
+				fmt.Fprintf(w, "    event %-8s %s\n", e.Name, val)
+			}
 		}
 		if a.OSImageIdentity != nil {
 			fmt.Fprintf(w, "  os image identity %s (from %s)\n", hex.EncodeToString(a.OSImageIdentity), a.OSImageIdentitySource)
