@@ -26,13 +26,18 @@ type Metadata struct {
 	Rootfs  string `json:"rootfs,omitempty"`
 	Hda     string `json:"hda,omitempty"`
 	// RootfsHash: releases up to early 2025 recorded the SHA-256 of rootfs.iso here.
-	RootfsHash  string   `json:"rootfs_hash,omitempty"`
-	Version     string   `json:"version,omitempty"`
-	GitRevision string   `json:"git_revision,omitempty"`
-	SharedRO    bool     `json:"shared_ro"`
-	IsDev       bool     `json:"is_dev"`
-	OVMFVariant string   `json:"ovmf_variant,omitempty"`
-	Unknown     []string `json:"unknown_fields,omitempty"`
+	RootfsHash  string `json:"rootfs_hash,omitempty"`
+	Version     string `json:"version,omitempty"`
+	GitRevision string `json:"git_revision,omitempty"`
+	SharedRO    bool   `json:"shared_ro"`
+	IsDev       bool   `json:"is_dev"`
+	OVMFVariant string `json:"ovmf_variant,omitempty"`
+	// KernelHeaderNormalized (meta-dstack 0.5.13+): the kernel ships with the canonical setup
+	// header and the firmware normalizes it before measuring.
+	KernelHeaderNormalized bool `json:"kernel_header_normalized,omitempty"`
+	// SealedEnv (meta-dstack 0.5.13+) is kept as given: it does not enter any measurement.
+	SealedEnv json.RawMessage `json:"sealed_env,omitempty"`
+	Unknown   []string        `json:"unknown_fields,omitempty"`
 }
 
 // maxMetadataBytes bounds metadata.json: real ones are under 1 KiB.
@@ -44,6 +49,7 @@ const (
 	kindString fieldKind = iota
 	kindFile             // a string naming a file next to metadata.json
 	kindBool
+	kindRaw // any JSON value, kept verbatim
 )
 
 type metadataField struct {
@@ -52,6 +58,7 @@ type metadataField struct {
 	required bool
 	str      func(*Metadata) *string
 	boolean  func(*Metadata) *bool
+	rawValue func(*Metadata) *json.RawMessage
 }
 
 // metadataFields lists the known fields. Required are the ones a TDX measurement cannot
@@ -71,6 +78,8 @@ var metadataFields = []metadataField{
 	{name: "ovmf_variant", kind: kindString, str: func(m *Metadata) *string { return &m.OVMFVariant }},
 	{name: "shared_ro", kind: kindBool, boolean: func(m *Metadata) *bool { return &m.SharedRO }},
 	{name: "is_dev", kind: kindBool, boolean: func(m *Metadata) *bool { return &m.IsDev }},
+	{name: "kernel_header_normalized", kind: kindBool, boolean: func(m *Metadata) *bool { return &m.KernelHeaderNormalized }},
+	{name: "sealed_env", kind: kindRaw, rawValue: func(m *Metadata) *json.RawMessage { return &m.SealedEnv }},
 }
 
 // ParseMetadata decodes a metadata.json. Every file field must be a plain relative
@@ -97,6 +106,8 @@ func ParseMetadata(data []byte) (Metadata, error) {
 			continue
 		}
 		switch f.kind {
+		case kindRaw:
+			*f.rawValue(&m) = append(json.RawMessage(nil), v...)
 		case kindBool:
 			var b bool
 			if err := json.Unmarshal(v, &b); err != nil {

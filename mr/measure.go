@@ -38,6 +38,8 @@ type Inputs struct {
 	Kernel   []byte
 	Cmdline  string        // as given to QEMU -append, without OVMF's "initrd=initrd"
 	Initrd   *InitrdDigest // nil: no -initrd
+	// KernelHeaderNormalized: see Image.KernelHeaderNormalized.
+	KernelHeaderNormalized bool
 }
 
 // Machine is the VM shape and QEMU behaviour a measurement is for.
@@ -101,8 +103,35 @@ type Image struct {
 	Kernel   *Kernel
 	Cmdline  string
 	Initrd   *InitrdDigest
+	// KernelHeaderNormalized: the image declares (metadata.json kernel_header_normalized) that
+	// its kernel ships with the canonical setup header and its firmware normalizes the header
+	// before measuring, so the kernel event is the shipped file's digest on every QEMU.
+	KernelHeaderNormalized bool
 	// ACPI builds the ACPI blobs; nil means acpi.Build.
 	ACPI ACPIBuilder
+}
+
+// LiteKernelDigest is the kernel_authenticode of a lite measurement document: the shipped
+// kernel's digest for a normalized image, else the digest of the kernel as QEMU patches it for
+// RAM >= 0xB0000000 (the same bytes as at exactly 2 GiB; other sizes patch other bytes).
+func (im *Image) LiteKernelDigest() ([]byte, error) {
+	if im.KernelHeaderNormalized {
+		return im.Kernel.Digest(pe.BootParams{}, false)
+	}
+	return im.Kernel.Digest(im.bootParams(0xB0000000), true)
+}
+
+// UnpatchedKernelDigest is the Authenticode of the kernel file as shipped.
+func (im *Image) UnpatchedKernelDigest() ([]byte, error) {
+	return im.Kernel.Digest(pe.BootParams{}, false)
+}
+
+func (im *Image) bootParams(memoryBytes uint64) pe.BootParams {
+	p := pe.BootParams{MemoryBytes: memoryBytes, ACPIDataSize: acpiDataSize, Cmdline: im.Cmdline, HasInitrd: im.Initrd != nil}
+	if im.Initrd != nil {
+		p.InitrdSize = im.Initrd.Size
+	}
+	return p
 }
 
 // Prepare parses the firmware and wraps the kernel.
@@ -118,7 +147,7 @@ func Prepare(in Inputs) (*Image, error) {
 	if err := checkInitrd(in.Initrd); err != nil {
 		return nil, err
 	}
-	return &Image{Firmware: fw, Kernel: k, Cmdline: in.Cmdline, Initrd: in.Initrd}, nil
+	return &Image{Firmware: fw, Kernel: k, Cmdline: in.Cmdline, Initrd: in.Initrd, KernelHeaderNormalized: in.KernelHeaderNormalized}, nil
 }
 
 // Measure computes all registers of one image on one machine.
@@ -214,15 +243,7 @@ func (im *Image) RTMR0Events(m Machine) ([]Event, error) {
 
 // RTMR1Events returns the kernel's Authenticode event and the boot manager's EFI actions.
 func (im *Image) RTMR1Events(m Machine) ([]Event, error) {
-	p := pe.BootParams{
-		MemoryBytes:  m.MemoryBytes,
-		ACPIDataSize: acpiDataSize,
-		Cmdline:      im.Cmdline,
-		HasInitrd:    im.Initrd != nil,
-	}
-	if im.Initrd != nil {
-		p.InitrdSize = im.Initrd.Size
-	}
+	p := im.bootParams(m.MemoryBytes)
 	patched, why, err := im.kernelPatched(m)
 	if err != nil {
 		return nil, err
@@ -258,6 +279,9 @@ func (im *Image) KernelPatched(m Machine) (bool, error) {
 func (im *Image) kernelPatched(m Machine) (bool, string, error) {
 	if m.NoKernelPatch != nil {
 		return !*m.NoKernelPatch, "as set by the caller", nil
+	}
+	if im.KernelHeaderNormalized {
+		return false, "the image's kernel header is normalized (kernel_header_normalized): its firmware measures the shipped header on every QEMU", nil
 	}
 	v := m.QEMUVersion
 	if v.AtLeast(10, 2, 0) {

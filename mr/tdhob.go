@@ -1,6 +1,7 @@
 package mr
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -173,4 +174,35 @@ func firstSection(ss []Section, t SectionType) (Section, bool) {
 		}
 	}
 	return Section{}, false
+}
+
+// TDHobWitness is the compact TdHobWitnessV1 of a lite measurement document (dstack-types):
+// unsigned LEB128 varints counted in 4 KiB pages — the lowest page of the TD_HOB and TEMP_MEM
+// sections, the TD_HOB's page relative to it, the number of such sections, then for each in
+// address order (not merged) its first page relative to the base and its page count. With the
+// memory size it rebuilds the TD HOB QEMU writes (ramEntries carves exactly these sections).
+func (f *Firmware) TDHobWitness() ([]byte, error) {
+	hob, ok := firstSection(f.sections, SectionTDHOB)
+	if !ok {
+		return nil, fmt.Errorf("firmware has no TD_HOB section")
+	}
+	var ranges []Section
+	for _, s := range f.sections {
+		if s.Type == SectionTDHOB || s.Type == SectionTempMem {
+			if s.MemoryAddress%pageSize != 0 || s.MemoryDataSize%pageSize != 0 {
+				return nil, fmt.Errorf("TDVF %s section at 0x%x (0x%x bytes) is not page aligned", s.Type, s.MemoryAddress, s.MemoryDataSize)
+			}
+			ranges = append(ranges, s)
+		}
+	}
+	slices.SortStableFunc(ranges, func(a, b Section) int { return cmp.Compare(a.MemoryAddress, b.MemoryAddress) })
+	base := ranges[0].MemoryAddress / pageSize
+	out := binary.AppendUvarint(nil, base)
+	out = binary.AppendUvarint(out, hob.MemoryAddress/pageSize-base)
+	out = binary.AppendUvarint(out, uint64(len(ranges)))
+	for _, s := range ranges {
+		out = binary.AppendUvarint(out, s.MemoryAddress/pageSize-base)
+		out = binary.AppendUvarint(out, s.MemoryDataSize/pageSize)
+	}
+	return out, nil
 }

@@ -169,3 +169,20 @@ func TestAcceptRangeSplits(t *testing.T) {
 		})
 	}
 }
+
+// The TD HOB witness of Debian 13's OVMF (TEMP_MEM at 0x811000/0xf000) is the value the lite
+// document format expects for it, and rebuilding the TD HOB from it equals the one built from
+// the sections for several memory sizes (verify.tdHOBFromWitness covers the rebuild).
+func TestTDHobWitness(t *testing.T) {
+	fw, err := ParseFirmware(readInput(t, firmware2025))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := fw.TDHobWitness()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(w); got != "80100904000609020b02110f" {
+		t.Errorf("witness %s, want 80100904000609020b02110f", got)
+	}
+}

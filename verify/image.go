@@ -12,7 +12,7 @@ import (
 // directory or release tarball), and, when the image has a sha256sum.txt, checks
 // vm_config.os_image_hash against its os_image_hash.
 func (o *Options) UseImage(img *images.Image) error {
-	in := &mr.Inputs{Firmware: img.Firmware, Kernel: img.Kernel, Cmdline: img.Cmdline}
+	in := &mr.Inputs{Firmware: img.Firmware, Kernel: img.Kernel, Cmdline: img.Cmdline, KernelHeaderNormalized: img.Metadata.KernelHeaderNormalized}
 	if img.Initrd != nil {
 		in.Initrd = &mr.InitrdDigest{Size: img.Initrd.Size, SHA384: img.Initrd.SHA384}
 	}

@@ -37,7 +37,9 @@ const OVMFPre202505 = "pre202505"
 // LiteMeasurement is measurement.tdx.cbor (dstack-types TdxOsImageMeasurement, CBOR form):
 // the image-static inputs of MRTD and RTMR0-2, without the VM shape.
 type LiteMeasurement struct {
-	Version uint32    `cbor:"version" json:"version"`
+	// Version is 3 or 4; 0 for the unversioned document of tdx_measurement schema 2, which
+	// otherwise reads as version 3.
+	Version uint32    `cbor:"version,omitempty" json:"version"`
 	Image   LiteImage `cbor:"image" json:"image"`
 	TDVF    LiteTDVF  `cbor:"tdvf" json:"tdvf"`
 }
@@ -118,7 +120,12 @@ func decodeLite(data []byte, unversioned bool) (*LiteMeasurement, error) {
 		if m.Version != 0 {
 			return nil, fmt.Errorf("%s: a tdx_measurement version 2 document has no version key, this one says %d", LiteFileName, m.Version)
 		}
-		m.Version = LiteVersion
+		v3 := m
+		v3.Version = LiteVersion
+		if err := v3.Validate(); err != nil {
+			return nil, err
+		}
+		return &m, nil
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

@@ -226,3 +226,43 @@ func FuzzDecodeLite(f *testing.F) {
 		}
 	})
 }
+
+// Every real measurement document re-encodes to its exact bytes (an auditor recomputes
+// os_image_hash from them): v3 (dstack 0.6.0), v3 with the normalized flag, v4, the release
+// candidates' v4, and the unversioned documents of tdx_measurement schema 2.
+func TestLiteRoundTripRealDocuments(t *testing.T) {
+	docs := map[string][]byte{}
+	dir := "real-attestations/dstack-verifier-qemu-10-2/"
+	for _, n := range []string{"tdx-lite-normalized-attestation", "tdx-lite-normalized-qemu-10-2-attestation", "tdx-lite-qemu-10-2-attestation"} {
+		docs[n] = testvectors.ReadShared(t, dir+n+".measurement.cbor")
+	}
+	unversioned := map[string]bool{}
+	for _, f := range []string{testvectors.DstackVerifier("tdx-lite-getquote.json"),
+		"real-attestations/dstack-fixture-history/tdx-lite-getquote.02bb2476.json", "real-attestations/dstack-fixture-history/tdx-lite-getquote.6d26e732.json",
+		"real-attestations/dstack-fixture-history/tdx-lite-getquote.dc11472f.json", "real-attestations/dstack-fixture-history/tdx-measurement-getquote.687c4668.json"} {
+		var g getQuoteFixture
+		if err := json.Unmarshal(testvectors.ReadShared(t, f), &g); err != nil {
+			t.Fatal(err)
+		}
+		vm, err := ParseVMConfig([]byte(g.VMConfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[f] = vm.TDXMeasurement.Measurement
+		unversioned[f] = vm.TDXMeasurement.Schema == 2
+	}
+	for name, b := range docs {
+		m, err := decodeLite(b, unversioned[name])
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out, err := EncodeLite(m)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(out, b) {
+			t.Errorf("%s: re-encoded %d bytes differ from the original %d", name, len(out), len(b))
+		}
+	}
+	t.Logf("%d real documents round-trip byte for byte", len(docs))
+}

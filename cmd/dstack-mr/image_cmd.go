@@ -1,13 +1,19 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dstack-mr/dstack-mr/images"
+	"github.com/dstack-mr/dstack-mr/verify"
 )
 
 func imageCommand(log *logrus.Logger) *cli.Command {
@@ -37,8 +43,104 @@ func imageCommand(log *logrus.Logger) *cli.Command {
 				printInspection(c.App.Writer, rep)
 				return nil
 			},
-		}},
+		}, imageMeasurementCommand(log)},
 	}
+}
+
+func imageMeasurementCommand(log *logrus.Logger) *cli.Command {
+	return &cli.Command{
+		Name:      "measurement",
+		Usage:     "write the image's lite measurement document (measurement.tdx.cbor)",
+		ArgsUsage: "IMAGE",
+		Description: "Computes measurement.tdx.cbor for IMAGE (metadata.json, image directory or release tarball):\n" +
+			"the image-static inputs of MRTD and RTMR0-2 (both MRTD page orders, the TD HOB witness of the\n" +
+			"firmware, the kernel's Authenticode digest, the command line, the initrd's SHA-384), which\n" +
+			"verifiers of dstack's lite CVMs check MRs against. Release engineers list it in sha256sum.txt,\n" +
+			"so os_image_hash covers it. The encoding is canonical and byte-identical to upstream dstack's.\n\n" +
+			"The kernel digest is the shipped file's for a normalized kernel (kernel_header_normalized),\n" +
+			"else the kernel as QEMU patches it for RAM >= 0xB0000000 (or exactly 2 GiB). The firmware must\n" +
+			"be of the pre202505 generation the document's RTMR0 model names; others are refused.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Required: true, Usage: "file to write the document to (must not exist)"},
+			&cli.IntFlag{Name: "format-version", Value: 4, Usage: "document schema: 4 (current: plain cmdline, normalized flag) or 3 (0.6.0 release candidates: cmdline_sha384)"},
+			&cli.BoolFlag{Name: "sha256sum-line", Usage: "also print the line to add to sha256sum.txt"},
+			&cli.BoolFlag{Name: "kernel-header-normalized", DefaultText: "from metadata.json", Usage: "must agree with metadata.json kernel_header_normalized when given"},
+			&cli.BoolFlag{Name: "no-verify-checksums", Usage: "do not fail when files differ from sha256sum.txt or digest.txt (DANGEROUS)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the document's fields and digest as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("image measurement takes one IMAGE (got %d arguments)", c.NArg())
+			}
+			v := c.Int("format-version")
+			if v != 3 && v != 4 {
+				return fmt.Errorf("--format-version %d: want 3 or 4", v)
+			}
+			out := c.String("out")
+			if _, err := os.Lstat(out); err == nil {
+				return fmt.Errorf("--out %s exists: remove it or choose another name", out)
+			}
+			li, err := loadImageArg(c, c.Args().First(), log)
+			if err != nil {
+				return err
+			}
+			im, err := li.prepare()
+			if err != nil {
+				return err
+			}
+			doc, err := verify.LiteFromImage(im, uint32(v))
+			if err != nil {
+				return err
+			}
+			enc, err := verify.EncodeLite(doc)
+			if err != nil {
+				return err
+			}
+			if err := writeFileAtomic(out, enc); err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			sum := sha256.Sum256(enc)
+			res := liteDocResult{Path: out, Size: len(enc), SHA256: hex.EncodeToString(sum[:]), Document: doc, ToolVersion: toolVersion(),
+				SHA256SumLine: fmt.Sprintf("%s  %s", hex.EncodeToString(sum[:]), verify.LiteFileName)}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, res)
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s (%d bytes, version %d, sha256 %s)\n", out, len(enc), v, res.SHA256)
+			if c.Bool("sha256sum-line") {
+				fmt.Fprintln(c.App.Writer, res.SHA256SumLine)
+			}
+			return nil
+		},
+	}
+}
+
+type liteDocResult struct {
+	Path          string                  `json:"path"`
+	Size          int                     `json:"size"`
+	SHA256        string                  `json:"sha256"`
+	SHA256SumLine string                  `json:"sha256sum_line"`
+	Document      *verify.LiteMeasurement `json:"document"`
+	ToolVersion   string                  `json:"tool_version"`
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames it into place, so
+// a failure leaves no partial file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if werr != nil || cerr != nil {
+		os.Remove(tmp.Name())
+		return errors.Join(werr, cerr)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
 }
 
 func printInspection(w io.Writer, r *images.Inspection) {

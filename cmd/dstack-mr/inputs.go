@@ -24,6 +24,8 @@ func imageFlags() []cli.Flag {
 		&cli.StringFlag{Name: "kernel", Category: imageCategory, Usage: "Linux bzImage (raw mode)"},
 		&cli.StringFlag{Name: "initrd", Category: imageCategory, Usage: "initramfs (raw mode; omit for no initrd)"},
 		&cli.StringFlag{Name: "cmdline", Category: imageCategory, Usage: "kernel command line as given to QEMU -append (raw mode)"},
+		&cli.BoolFlag{Name: "kernel-header-normalized", Category: imageCategory, DefaultText: "from metadata.json (raw mode: false)",
+			Usage: "the kernel ships with the canonical setup header and the firmware normalizes it: measured as shipped on every QEMU (metadata.json kernel_header_normalized)"},
 		&cli.BoolFlag{Name: "no-verify-checksums", Category: imageCategory, Usage: "do not fail when files differ from sha256sum.txt or digest.txt (DANGEROUS)"},
 		&cli.StringFlag{Name: "extract", Category: imageCategory, Usage: "also extract a release tarball into this new or empty directory"},
 	}
@@ -34,6 +36,8 @@ type loadedImage struct {
 	inputs      mr.Inputs
 	describe    inputsJSON
 	osImageHash string
+	// kernelHeaderNormalized: metadata.json kernel_header_normalized, or --kernel-header-normalized.
+	kernelHeaderNormalized bool
 	// pendingInitrd, when set, delivers the initrd digest being computed in the background
 	// (raw mode), so that hashing a large initrd overlaps with parsing the firmware.
 	pendingInitrd chan initrdResult
@@ -76,7 +80,8 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 	if kerr != nil {
 		return nil, fmt.Errorf("kernel %s: %w", li.describe.Kernel.Path, kerr)
 	}
-	return &mr.Image{Firmware: fw.fw, Kernel: kernel, Cmdline: li.inputs.Cmdline, Initrd: li.inputs.Initrd}, nil
+	return &mr.Image{Firmware: fw.fw, Kernel: kernel, Cmdline: li.inputs.Cmdline, Initrd: li.inputs.Initrd,
+		KernelHeaderNormalized: li.kernelHeaderNormalized}, nil
 }
 
 type fileJSON struct {
@@ -130,7 +135,12 @@ func loadImage(c *cli.Context, log *logrus.Logger) (*loadedImage, error) {
 	if c.String("firmware") == "" || c.String("kernel") == "" {
 		return nil, fmt.Errorf("raw mode needs --firmware and --kernel (and usually --initrd and --cmdline)")
 	}
-	return loadRaw(c.String("firmware"), c.String("kernel"), c.String("initrd"), c.String("cmdline"))
+	li, err := loadRaw(c.String("firmware"), c.String("kernel"), c.String("initrd"), c.String("cmdline"))
+	if err != nil {
+		return nil, err
+	}
+	li.kernelHeaderNormalized = c.Bool("kernel-header-normalized")
+	return li, nil
 }
 
 func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, error) {
@@ -223,7 +233,27 @@ func loadImageArg(c *cli.Context, path string, log *logrus.Logger) (*loadedImage
 	if err != nil {
 		return nil, err
 	}
-	return fromImage(img), nil
+	if err := checkOVMFVariant(img.Metadata.OVMFVariant); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if c.IsSet("kernel-header-normalized") && c.Bool("kernel-header-normalized") != img.Metadata.KernelHeaderNormalized {
+		return nil, fmt.Errorf("--kernel-header-normalized=%v contradicts the image's metadata.json (kernel_header_normalized %v)", c.Bool("kernel-header-normalized"), img.Metadata.KernelHeaderNormalized)
+	}
+	li := fromImage(img)
+	li.kernelHeaderNormalized = img.Metadata.KernelHeaderNormalized
+	return li, nil
+}
+
+// checkOVMFVariant refuses firmware generations whose RTMR0 is not modelled.
+func checkOVMFVariant(v string) error {
+	switch v {
+	case "", "pre202505":
+		return nil
+	case "stable202505":
+		return fmt.Errorf("metadata.json ovmf_variant %q: the edk2 >= stable202505 firmware measures QEMU fw_cfg items (BootMenu, bootorder), "+
+			"an SMBIOS handoff table that depends on the memory size and extra boot options into RTMR0 (17 events), which dstack-mr does not model: not supported yet", v)
+	}
+	return fmt.Errorf("metadata.json ovmf_variant %q: unknown firmware generation (known: pre202505; stable202505 is not supported yet)", v)
 }
 
 func fromImage(img *images.Image) *loadedImage {

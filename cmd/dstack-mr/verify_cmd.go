@@ -58,7 +58,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-		}, imageFlags()[4:]...), machineFlags()...),
+		}, imageFlags()[5:]...), machineFlags()...),
 		Action: func(c *cli.Context) error {
 			opts, err := verifyOptions(c, log)
 			if err != nil {
@@ -145,6 +145,9 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 		img, err := openImage(c, c.Args().First(), log)
 		if err != nil {
 			return nil, err
+		}
+		if err := checkOVMFVariant(img.Metadata.OVMFVariant); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Args().First(), err)
 		}
 		if err := opts.UseImage(img); err != nil {
 			return nil, err
