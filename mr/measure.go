@@ -51,7 +51,19 @@ type Machine struct {
 	// NoKernelPatch: the firmware measures the kernel file as given, without QEMU's
 	// setup-header patch. nil: derived (KernelPatched).
 	NoKernelPatch *bool
+	// QEMUBuild is which QEMU loads the kernel: QEMUBuildUpstream (the default; what real
+	// captures on upstream QEMU 10.2.1 confirm) or QEMUBuildDstackFork (dstack's 9.2.1-based
+	// production QEMU, which emulates the declared version's ACPI but loads the kernel as 9.2.1).
+	QEMUBuild QEMUBuild
 }
+
+// QEMUBuild names a QEMU code base whose kernel loading differs.
+type QEMUBuild string
+
+const (
+	QEMUBuildUpstream   QEMUBuild = "upstream"
+	QEMUBuildDstackFork QEMUBuild = "dstack-fork"
+)
 
 // TwoPass resolves the MRTD page-add order.
 func (m *Machine) TwoPass() bool {
@@ -284,6 +296,16 @@ func (im *Image) kernelPatched(m Machine) (bool, string, error) {
 		return false, "the image's kernel header is normalized (kernel_header_normalized): its firmware measures the shipped header on every QEMU", nil
 	}
 	v := m.QEMUVersion
+	switch m.QEMUBuild {
+	case "", QEMUBuildUpstream:
+	case QEMUBuildDstackFork:
+		// kvinwang/qemu-tdx hw/i386/x86-common.c x86_load_linux: the 9.2.1 code patches the
+		// header for every non-SEV guest and publishes no etc/boot/kernel, whatever version's
+		// ACPI it emulates.
+		return true, "dstack's 9.2.1-based QEMU fork patches the header for every TDX guest", nil
+	default:
+		return false, "", fmt.Errorf("machine: QEMU build %q: want %q or %q", m.QEMUBuild, QEMUBuildUpstream, QEMUBuildDstackFork)
+	}
 	if v.AtLeast(10, 2, 0) {
 		return false, "QEMU >= 10.2 does not patch confidential guests' kernels", nil
 	}

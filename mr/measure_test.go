@@ -322,3 +322,32 @@ func BenchmarkMeasureCold(b *testing.B) {
 		measureOrStub(b, im, m)
 	}
 }
+
+// Which QEMU loads the kernel decides the patch from 10.0 on: upstream >= 10.2 leaves it as
+// shipped, dstack's 9.2.1-based fork patches it at every declared version; a normalized image
+// is measured as shipped whatever the build.
+func TestQEMUBuildKernelPatch(t *testing.T) {
+	im, err := Prepare(Inputs{Firmware: readInput(t, firmware2025), Kernel: readInput(t, "bzImage-6.1.0-56-amd64"), Cmdline: "console=ttyS0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := acpi.Version{Major: 10, Minor: 2, Micro: 1}
+	for _, tc := range []struct {
+		build      QEMUBuild
+		normalized bool
+		patched    bool
+	}{
+		{"", false, false}, {QEMUBuildUpstream, false, false}, {QEMUBuildDstackFork, false, true},
+		{QEMUBuildDstackFork, true, false}, {QEMUBuildUpstream, true, false},
+	} {
+		im.KernelHeaderNormalized = tc.normalized
+		got, err := im.KernelPatched(Machine{MachineConfig: acpi.MachineConfig{QEMUVersion: v}, QEMUBuild: tc.build})
+		if err != nil || got != tc.patched {
+			t.Errorf("build %q normalized %v: patched %v (%v), want %v", tc.build, tc.normalized, got, err, tc.patched)
+		}
+	}
+	im.KernelHeaderNormalized = false
+	if _, err := im.KernelPatched(Machine{MachineConfig: acpi.MachineConfig{QEMUVersion: v}, QEMUBuild: "qemu-kvm"}); err == nil {
+		t.Error("unknown build accepted")
+	}
+}

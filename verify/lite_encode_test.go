@@ -3,6 +3,8 @@ package verify
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
@@ -92,5 +94,44 @@ func TestLiteFromImagePredictsMeasure(t *testing.T) {
 				t.Errorf("v%d normalized %v, %d vCPU %d GiB QEMU %s: no kernel candidate of the document predicts what measure computes", tc.version, tc.normalized, shape.cpu, shape.mem>>30, shape.v)
 			}
 		}
+	}
+}
+
+// Full mode on a declared QEMU 10.2.1 without a fixed build: when the registers are those of
+// dstack's fork (kernel patched), verify takes that build's prediction and names it; with the
+// build fixed by the caller it does not. (The registers come from a guest-agent Info made here
+// from the sample image: this checks the choice, not the values, which TestLiteFromImage and the
+// measure tests cover.)
+func TestVerifyChoosesQEMUBuild(t *testing.T) {
+	im := sampleImage(t, false)
+	m := mr.Machine{MachineConfig: acpi.MachineConfig{CPUs: 2, MemoryBytes: 4 << 30, QEMUVersion: acpi.Version{Major: 10, Minor: 2, Micro: 1},
+		NumNICs: 1, RootVerity: true, HostShareMode: acpi.HostShare9p, HugepagesBackend: acpi.HugepagesDstack}, QEMUBuild: mr.QEMUBuildDstackFork}
+	meas, err := im.Measure(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcb, _ := json.Marshal(map[string]any{"mrtd": meas.MRTD, "rtmr0": meas.RTMR0, "rtmr1": meas.RTMR1, "rtmr2": meas.RTMR2, "rtmr3": strings.Repeat("00", 48), "event_log": []any{}})
+	info, _ := json.Marshal(map[string]any{"tcb_info": string(tcb), "vm_config": `{"cpu_count":2,"memory_size":4294967296,"qemu_version":"10.2.1"}`})
+	img, err := images.Open("../testdata/sample-image/metadata.json", images.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Info: info}
+	if err := opts.UseImage(img); err != nil {
+		t.Fatal(err)
+	}
+	r := mustVerify(t, opts)
+	if c := findCheck(r, "qemu-build"); c == nil || !c.OK || !strings.Contains(c.Detail, "dstack-fork") || r.Shape.QEMUBuild != "dstack-fork" {
+		t.Fatalf("qemu-build %+v, shape build %q", c, r.Shape.QEMUBuild)
+	}
+	for _, n := range []string{"mrtd", "rtmr0", "rtmr1", "rtmr2"} {
+		if reg := r.Registers[n]; reg.Match == nil || !*reg.Match {
+			t.Errorf("%s does not match", n)
+		}
+	}
+	opts.OverrideMachine, opts.OverrideFields = func(m *mr.Machine) { m.QEMUBuild = mr.QEMUBuildUpstream }, []string{"qemu_build"}
+	r = mustVerify(t, opts)
+	if findCheck(r, "qemu-build") != nil || *r.Registers["rtmr1"].Match {
+		t.Error("a build fixed by the caller was second-guessed")
 	}
 }

@@ -132,13 +132,14 @@ type VMShape struct {
 	Hugepages        bool              `json:"hugepages"`
 	HostShareMode    string            `json:"host_share_mode"`
 	NUMANodes        []acpi.NUMANode   `json:"numa_nodes"`
+	QEMUBuild        string            `json:"qemu_build"`
 	Sources          map[string]string `json:"sources"`
 }
 
 // shapeFields are the VMShape fields whose source is reported, by vm_config key.
 var shapeFields = []string{"cpu_count", "memory_size", "qemu_version", "pic", "smm", "qemu_single_pass_add_pages",
 	"num_nics", "num_verity_volumes", "num_gpus", "num_nvswitches", "hotplug_off", "root_verity",
-	"pci_hole64_size", "hugepages", "host_share_mode", "numa_nodes"}
+	"pci_hole64_size", "hugepages", "host_share_mode", "numa_nodes", "qemu_build"}
 
 func describeShape(m *mr.Machine, vm *VMConfig, flags []string) *VMShape {
 	s := &VMShape{
@@ -146,7 +147,7 @@ func describeShape(m *mr.Machine, vm *VMConfig, flags []string) *VMShape {
 		ACPIProfile: m.ProfileVersion().String(), PIC: m.PICEnabled(), SMM: m.SMM, TwoPassAddPages: m.TwoPass(),
 		NumNICs: m.NumNICs, NumVerityVolumes: m.NumVerityVolumes, NumGPUs: m.NumGPUs, NumNVSwitches: m.NumNVSwitches,
 		HotplugOff: m.HotplugOff, RootVerity: m.RootVerity, Hugepages: m.Hugepages, HostShareMode: string(m.HostShareMode),
-		NUMANodes: m.NUMANodes, Sources: map[string]string{},
+		NUMANodes: m.NUMANodes, QEMUBuild: string(orUpstream(m.QEMUBuild)), Sources: map[string]string{},
 	}
 	if m.PCIHole64SizeSet {
 		v := m.PCIHole64Size
@@ -405,11 +406,14 @@ func Verify(opts Options) (*Report, error) {
 	newFirmware := checkFirmwareGeneration(r, events)
 	sh := newShape(&opts, vm)
 	if sh.machine != nil {
-		r.Shape = describeShape(sh.machine, vm, opts.OverrideFields)
 		r.Warnings = append(r.Warnings, sh.machine.Warnings()...)
 	}
 	checkACPIProfile(r, sh)
 	exp := expected(r, &opts, vm, sh, events)
+	if sh.machine != nil {
+		// After the prediction, which may have settled the QEMU build from the quote.
+		r.Shape = describeShape(sh.machine, vm, opts.OverrideFields)
+	}
 	compareExpected(r, exp, events)
 	if rt0 := r.Registers["rtmr0"]; newFirmware != "" && rt0.Match != nil && !*rt0.Match {
 		rt0.FirstDivergence = &Divergence{Position: -1, LogIndex: -1, Note: newFirmware}
@@ -700,6 +704,7 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 		if err != nil {
 			return notPredicted(fmt.Sprintf("computing the expected registers: %v", err))
 		}
+		meas = tryOtherQEMUBuild(r, im, m, meas, overrides(opts, "qemu_build"))
 		e, err := fromMeasurement(meas)
 		if err != nil {
 			return notPredicted(err.Error())
@@ -785,6 +790,41 @@ func liteExpectedForQuote(r *Report, lm *LiteMeasurement, m *mr.Machine, acpiDig
 		}
 	}
 	return fallback, nil
+}
+
+// tryOtherQEMUBuild: vm_config declares a QEMU version, not whether upstream QEMU or dstack's
+// 9.2.1-based fork loaded the kernel, and the two measure a non-normalized kernel differently
+// from 10.0 on. Unless the caller fixed the build, the other build's prediction is taken when
+// only it matches the quote's RTMR1, and the report names the build that matched.
+func tryOtherQEMUBuild(r *Report, im *mr.Image, m *mr.Machine, meas *mr.Measurement, fixed bool) *mr.Measurement {
+	actual := hex.EncodeToString(r.Registers["rtmr1"].Actual)
+	if fixed || m.NoKernelPatch != nil || im.KernelHeaderNormalized || meas.RTMR1 == actual {
+		return meas
+	}
+	alt := *m
+	alt.QEMUBuild = mr.QEMUBuildDstackFork
+	if m.QEMUBuild == mr.QEMUBuildDstackFork {
+		alt.QEMUBuild = mr.QEMUBuildUpstream
+	}
+	p1, err1 := im.KernelPatched(*m)
+	p2, err2 := im.KernelPatched(alt)
+	if err1 != nil || err2 != nil || p1 == p2 {
+		return meas
+	}
+	other, err := im.Measure(alt)
+	if err != nil || other.RTMR1 != actual {
+		return meas
+	}
+	r.check("qemu-build", true, "the quote's RTMR1 matches the kernel as %s QEMU loads it on QEMU %s, not as %s QEMU does", alt.QEMUBuild, m.QEMUVersion, orUpstream(m.QEMUBuild))
+	*m = alt
+	return other
+}
+
+func orUpstream(b mr.QEMUBuild) mr.QEMUBuild {
+	if b == "" {
+		return mr.QEMUBuildUpstream
+	}
+	return b
 }
 
 func errOr(err error, ok string) string {

@@ -121,3 +121,37 @@ func TestMetadataFirmwareGenerationAndNormalizedKernel(t *testing.T) {
 		t.Errorf("contradicting flag: exit %d: %s", code, stderr)
 	}
 }
+
+// On a QEMU where upstream and dstack's fork load the kernel differently, measure answers for
+// the chosen build and names the other build's RTMR1 in its warnings.
+func TestMeasureQEMUBuildWarning(t *testing.T) {
+	type res struct {
+		RTMR1    string   `json:"rtmr1"`
+		Warnings []string `json:"warnings"`
+		Machine  struct {
+			QEMUBuild string `json:"qemu_build"`
+			Patched   bool   `json:"kernel_setup_header_patched"`
+		} `json:"machine"`
+	}
+	run := func(build string) res {
+		code, stdout, stderr := runCLI("measure", "../../testdata/sample-image", "--qemu-version", "10.2.1", "--qemu-build", build, "--json")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", build, code, stderr)
+		}
+		var r res
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	up, fork := run("upstream"), run("dstack-fork")
+	if up.Machine.Patched || !fork.Machine.Patched || up.Machine.QEMUBuild != "upstream" || fork.Machine.QEMUBuild != "dstack-fork" {
+		t.Fatalf("upstream %+v, fork %+v", up.Machine, fork.Machine)
+	}
+	if len(up.Warnings) != 1 || !strings.Contains(up.Warnings[0], fork.RTMR1) || len(fork.Warnings) != 1 || !strings.Contains(fork.Warnings[0], up.RTMR1) {
+		t.Errorf("warnings do not name the other build's RTMR1: %q / %q", up.Warnings, fork.Warnings)
+	}
+	if code, _, stderr := runCLI("measure", "../../testdata/sample-image", "--qemu-build", "qemu-kvm"); code != 1 || !strings.Contains(stderr, "upstream or dstack-fork") {
+		t.Errorf("bad build: exit %d: %s", code, stderr)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/mr"
 )
 
 const machineCategory = "VM shape"
@@ -41,6 +42,8 @@ func machineFlags() []cli.Flag {
 			Usage: "guest NUMA nodes of a GPU VM, one pxb-pcie expander bus per node (vm_config numa_nodes), e.g. 5,6,8; only the single node --hugepages implies (5) is supported yet"},
 		&cli.StringFlag{Name: "host-share-mode", Value: "9p", Category: machineCategory,
 			Usage: "how the host config is shared: 9p or vvfat"},
+		&cli.StringFlag{Name: "qemu-build", Value: "upstream", Category: machineCategory,
+			Usage: "which QEMU loads the kernel: upstream (QEMU >= 10.2 measures it unpatched; confirmed by real captures) or dstack-fork (dstack's 9.2.1-based production QEMU: patched at every declared version). Moot for normalized kernels"},
 		&cli.BoolFlag{Name: "no-kernel-patch", Category: machineCategory, DefaultText: "from QEMU version and firmware",
 			Usage: "measure the kernel without QEMU's setup-header patch. Default: unpatched from QEMU 10.2 (no patch for TDX guests) and from QEMU 10.0 when the firmware reads QEMU's unpatched etc/boot/kernel; patched otherwise"},
 	}
@@ -51,6 +54,7 @@ type machineShape struct {
 	Config        acpi.MachineConfig
 	TwoPass       *bool
 	NoKernelPatch *bool // nil: derived from the QEMU version and the firmware
+	QEMUBuild     mr.QEMUBuild
 }
 
 // machineShapes expands the --cpu and --memory lists into every combination, CPUs outermost.
@@ -153,6 +157,12 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 	if c.IsSet("two-pass-add-pages") {
 		tp := c.Bool("two-pass-add-pages")
 		s.TwoPass = &tp
+	}
+	switch b := mr.QEMUBuild(c.String("qemu-build")); b {
+	case mr.QEMUBuildUpstream, mr.QEMUBuildDstackFork:
+		s.QEMUBuild = b
+	default:
+		return s, fmt.Errorf("--qemu-build %q: want upstream or dstack-fork", b)
 	}
 	if c.IsSet("no-kernel-patch") {
 		nkp := c.Bool("no-kernel-patch")

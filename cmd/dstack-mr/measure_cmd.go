@@ -90,6 +90,7 @@ type machineJSON struct {
 	Hugepages        bool    `json:"hugepages"`
 	HostShareMode    string  `json:"host_share_mode"`
 	KernelPatched    bool    `json:"kernel_setup_header_patched"`
+	QEMUBuild        string  `json:"qemu_build"`
 }
 
 func describeMachine(m *mr.Machine, kernelPatched bool) machineJSON {
@@ -107,6 +108,7 @@ func describeMachine(m *mr.Machine, kernelPatched bool) machineJSON {
 		Hugepages:        m.Hugepages,
 		HostShareMode:    string(m.HostShareMode),
 		KernelPatched:    kernelPatched,
+		QEMUBuild:        buildName(m.QEMUBuild),
 	}
 	if m.PCIHole64SizeSet {
 		v := m.PCIHole64Size
@@ -132,7 +134,7 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			m := mr.Machine{MachineConfig: shapes[i].Config, TwoPassAddPages: shapes[i].TwoPass, NoKernelPatch: shapes[i].NoKernelPatch}
+			m := mr.Machine{MachineConfig: shapes[i].Config, TwoPassAddPages: shapes[i].TwoPass, NoKernelPatch: shapes[i].NoKernelPatch, QEMUBuild: shapes[i].QEMUBuild}
 			res, err := prepared.Measure(m)
 			var patched bool
 			if err == nil {
@@ -142,12 +144,19 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 				errs[i] = fmt.Errorf("cpu %d, memory %s: %w", m.CPUs, formatSize(m.MemoryBytes), err)
 				return
 			}
+			warnings := append([]string{}, m.Warnings()...)
+			if w, err := otherBuildWarning(prepared, m, res.RTMR1); err != nil {
+				errs[i] = err
+				return
+			} else if w != "" {
+				warnings = append(warnings, w)
+			}
 			results[i] = measureResult{
 				MRTD: res.MRTD, RTMR0: res.RTMR0, RTMR1: res.RTMR1, RTMR2: res.RTMR2,
 				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
 				Machine: describeMachine(&m, patched), EventLog: res.EventLog,
 				Inputs: img.describe, OSImageHash: img.osImageHash,
-				Warnings: append([]string{}, m.Warnings()...),
+				Warnings: warnings,
 			}
 		}(i)
 	}
@@ -193,3 +202,48 @@ func shortHex(s string) string {
 
 var _ = strings.TrimSpace
 var _ = acpi.ErrNotSupported
+
+// otherBuildWarning names RTMR1 under the other QEMU build when the two disagree about the
+// kernel patch: vm_config declares a version, not which code base loads the kernel.
+func otherBuildWarning(im *mr.Image, m mr.Machine, rtmr1 string) (string, error) {
+	if m.NoKernelPatch != nil || im.KernelHeaderNormalized {
+		return "", nil
+	}
+	alt := m
+	alt.QEMUBuild = mr.QEMUBuildDstackFork
+	if m.QEMUBuild == mr.QEMUBuildDstackFork {
+		alt.QEMUBuild = mr.QEMUBuildUpstream
+	}
+	p1, err := im.KernelPatched(m)
+	if err != nil {
+		return "", err
+	}
+	p2, err := im.KernelPatched(alt)
+	if err != nil || p1 == p2 {
+		return "", err
+	}
+	res, err := im.Measure(alt)
+	if err != nil {
+		return "", err
+	}
+	if res.RTMR1 == rtmr1 {
+		return "", nil
+	}
+	return fmt.Sprintf("qemu-build: on QEMU %s the kernel is measured %s by %s QEMU but %s by %s QEMU, whose RTMR1 would be %s; "+
+		"pass --qemu-build for the hosts the VM runs on (dstack's production hosts run dstack-fork), or ship a normalized kernel",
+		m.QEMUVersion, patchWord(p1), buildName(m.QEMUBuild), patchWord(p2), buildName(alt.QEMUBuild), res.RTMR1), nil
+}
+
+func patchWord(p bool) string {
+	if p {
+		return "patched"
+	}
+	return "unpatched"
+}
+
+func buildName(b mr.QEMUBuild) string {
+	if b == "" {
+		return string(mr.QEMUBuildUpstream)
+	}
+	return string(b)
+}

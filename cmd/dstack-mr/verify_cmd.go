@@ -169,7 +169,7 @@ var shapeFlagFields = map[string]string{
 	"num-nvswitches": "num_nvswitches", "hotplug-off": "hotplug_off", "root-verity": "root_verity",
 	"pci-hole64-size": "pci_hole64_size", "hugepages": "hugepages", "host-share-mode": "host_share_mode",
 	"two-pass-add-pages": "qemu_single_pass_add_pages", "no-kernel-patch": "kernel_setup_header_patch",
-	"numa-nodes": "numa_nodes",
+	"numa-nodes": "numa_nodes", "qemu-build": "qemu_build",
 }
 
 // machineOverride applies the VM shape flags the user actually gave on top of vm_config (or,
@@ -219,6 +219,7 @@ func machineOverride(c *cli.Context) (func(*mr.Machine), []string, error) {
 	set("numa-nodes", func(m *mr.Machine) { m.NUMANodes = b.NUMANodes })
 	set("two-pass-add-pages", func(m *mr.Machine) { m.TwoPassAddPages = base.TwoPass })
 	set("no-kernel-patch", func(m *mr.Machine) { m.NoKernelPatch = base.NoKernelPatch })
+	set("qemu-build", func(m *mr.Machine) { m.QEMUBuild = base.QEMUBuild })
 	if len(setters) == 0 {
 		return nil, nil, nil
 	}
