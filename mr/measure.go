@@ -130,7 +130,11 @@ func (im *Image) LiteKernelDigest() ([]byte, error) {
 	if im.KernelHeaderNormalized {
 		return im.Kernel.Digest(pe.BootParams{}, false)
 	}
-	return im.Kernel.Digest(im.bootParams(0xB0000000), true)
+	var initrdSize uint64
+	if im.Initrd != nil {
+		initrdSize = im.Initrd.Size
+	}
+	return im.Kernel.Digest(CanonicalHeaderParams(im.Cmdline, im.Initrd != nil, initrdSize), true)
 }
 
 // UnpatchedKernelDigest is the Authenticode of the kernel file as shipped.

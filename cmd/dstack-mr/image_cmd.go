@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dstack-mr/dstack-mr/images"
+	"github.com/dstack-mr/dstack-mr/mr"
+	"github.com/dstack-mr/dstack-mr/pe"
 	"github.com/dstack-mr/dstack-mr/verify"
 )
 
@@ -37,10 +40,19 @@ func imageCommand(log *logrus.Logger) *cli.Command {
 					return err
 				}
 				rep := img.Inspect()
+				hdr := kernelHeaderReport(img)
 				if c.Bool("json") {
-					return printJSON(c.App.Writer, rep)
+					return printJSON(c.App.Writer, struct {
+						*images.Inspection
+						KernelHeader kernelHeader `json:"kernel_header"`
+					}{rep, hdr})
 				}
 				printInspection(c.App.Writer, rep)
+				fmt.Fprintf(c.App.Writer, "kernel header: canonical %v, declared normalized %v", hdr.Canonical, hdr.DeclaredNormalized)
+				if hdr.Note != "" {
+					fmt.Fprintf(c.App.Writer, " (%s)", hdr.Note)
+				}
+				fmt.Fprintln(c.App.Writer)
 				return nil
 			},
 		}, imageMeasurementCommand(log)},
@@ -175,4 +187,35 @@ func printInspection(w io.Writer, r *images.Inspection) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+}
+
+// kernelHeader says whether the shipped kernel already carries the canonical setup header:
+// the bytes QEMU up to 10.1 writes for this command line and initrd on a VM with at least
+// 0xB0000000 bytes of RAM, which is what a normalized image ships (dstack PR #1229).
+type kernelHeader struct {
+	Canonical          bool   `json:"canonical"`
+	DeclaredNormalized bool   `json:"declared_normalized"`
+	Note               string `json:"note,omitempty"`
+}
+
+func kernelHeaderReport(img *images.Image) kernelHeader {
+	h := kernelHeader{DeclaredNormalized: img.Metadata.KernelHeaderNormalized}
+	var initrdSize uint64
+	if img.Initrd != nil {
+		initrdSize = img.Initrd.Size
+	}
+	p := mr.CanonicalHeaderParams(img.Cmdline, img.Initrd != nil, initrdSize)
+	patched, err := pe.PatchSetupHeader(img.Kernel, p)
+	if err != nil {
+		h.Note = "the setup header cannot be patched: " + err.Error()
+		return h
+	}
+	h.Canonical = bytes.Equal(patched, img.Kernel)
+	switch {
+	case h.DeclaredNormalized && !h.Canonical:
+		h.Note = "metadata.json declares kernel_header_normalized but the shipped header is not the canonical one"
+	case !h.DeclaredNormalized && h.Canonical:
+		h.Note = "the shipped header is canonical but metadata.json does not declare kernel_header_normalized"
+	}
+	return h
 }

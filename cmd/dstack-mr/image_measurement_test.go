@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dstack-mr/dstack-mr/images"
+	"github.com/dstack-mr/dstack-mr/mr"
+	"github.com/dstack-mr/dstack-mr/pe"
 	"github.com/dstack-mr/dstack-mr/verify"
 )
 
@@ -153,5 +156,52 @@ func TestMeasureQEMUBuildWarning(t *testing.T) {
 	}
 	if code, _, stderr := runCLI("measure", "../../testdata/sample-image", "--qemu-build", "qemu-kvm"); code != 1 || !strings.Contains(stderr, "upstream or dstack-fork") {
 		t.Errorf("bad build: exit %d: %s", code, stderr)
+	}
+}
+
+// A kernel shipped with the canonical header (as normalized images ship it) is reported so by
+// image inspect, and the sample's plain kernel is not.
+func TestImageInspectKernelHeader(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"ovmf-debian-2025.02-8+deb13u1.fd", "initrd-small.cpio.gz", "metadata.json"} {
+		b, err := os.ReadFile(filepath.Join("../../testdata/sample-image", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "metadata.json" {
+			b = []byte(strings.Replace(string(b), "{", `{"kernel_header_normalized": true,`, 1))
+		}
+		os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	kernel, err := os.ReadFile("../../testdata/sample-image/bzImage-6.1.0-56-amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := images.Open("../../testdata/sample-image/metadata.json", images.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	canonical, err := pe.PatchSetupHeader(kernel, mr.CanonicalHeaderParams(img.Cmdline, true, img.Initrd.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "bzImage-6.1.0-56-amd64"), canonical, 0o644)
+	for _, tc := range []struct {
+		dir       string
+		canonical bool
+	}{{dir, true}, {"../../testdata/sample-image", false}} {
+		code, stdout, stderr := runCLI("image", "inspect", tc.dir, "--json")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var r struct {
+			KernelHeader struct {
+				Canonical bool `json:"canonical"`
+			} `json:"kernel_header"`
+		}
+		json.Unmarshal([]byte(stdout), &r)
+		if r.KernelHeader.Canonical != tc.canonical {
+			t.Errorf("%s: canonical %v", tc.dir, r.KernelHeader.Canonical)
+		}
 	}
 }
