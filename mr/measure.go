@@ -407,3 +407,45 @@ func bootOrderEvent() Event {
 	e.Detail = "BootOrder = 0000 (2 bytes)"
 	return e
 }
+
+// MachineReport is how every output describes the machine a value was computed for, in
+// vm_config's field names.
+type MachineReport struct {
+	CPUCount         int             `json:"cpu_count"`
+	MemorySize       uint64          `json:"memory_size"`
+	QEMUVersion      string          `json:"qemu_version"`
+	ACPIProfile      string          `json:"acpi_profile"` // the release whose ACPI profile built the tables
+	QEMUBuild        QEMUBuild       `json:"qemu_build"`
+	TwoPassAddPages  bool            `json:"two_pass_add_pages"`
+	PIC              bool            `json:"pic"`
+	SMM              bool            `json:"smm"`
+	NumNICs          int             `json:"num_nics"`
+	NumVerityVolumes int             `json:"num_verity_volumes"`
+	NumGPUs          int             `json:"num_gpus"`
+	NumNVSwitches    int             `json:"num_nvswitches"`
+	HotplugOff       bool            `json:"hotplug_off"`
+	RootVerity       bool            `json:"root_verity"`
+	PCIHole64Size    *uint64         `json:"pci_hole64_size"` // null: QEMU's default
+	Hugepages        bool            `json:"hugepages"`
+	HostShareMode    string          `json:"host_share_mode"`
+	NUMANodes        []acpi.NUMANode `json:"numa_nodes"`
+}
+
+// Report describes m.
+func (m *Machine) Report() MachineReport {
+	r := MachineReport{
+		CPUCount: m.CPUs, MemorySize: m.MemoryBytes, QEMUVersion: m.QEMUVersion.String(), ACPIProfile: m.ProfileVersion().String(),
+		QEMUBuild: m.QEMUBuild, TwoPassAddPages: m.TwoPass(), PIC: m.PICEnabled(), SMM: m.SMM,
+		NumNICs: m.NumNICs, NumVerityVolumes: m.NumVerityVolumes, NumGPUs: m.NumGPUs, NumNVSwitches: m.NumNVSwitches,
+		HotplugOff: m.HotplugOff, RootVerity: m.RootVerity, Hugepages: m.Hugepages, HostShareMode: string(m.HostShareMode),
+		NUMANodes: m.NUMANodes,
+	}
+	if r.QEMUBuild == "" {
+		r.QEMUBuild = QEMUBuildUpstream
+	}
+	if m.PCIHole64SizeSet {
+		v := m.PCIHole64Size
+		r.PCIHole64Size = &v
+	}
+	return r
+}

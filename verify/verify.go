@@ -115,25 +115,8 @@ type Report struct {
 // VMShape is the machine a prediction was made for. Sources maps each field (vm_config's key
 // names) to "vm_config", "flag" or "default".
 type VMShape struct {
-	CPUCount         int               `json:"cpu_count"`
-	MemorySize       uint64            `json:"memory_size"`
-	QEMUVersion      string            `json:"qemu_version"`
-	ACPIProfile      string            `json:"acpi_profile"` // the release whose ACPI profile built the tables
-	PIC              bool              `json:"pic"`
-	SMM              bool              `json:"smm"`
-	TwoPassAddPages  bool              `json:"two_pass_add_pages"`
-	NumNICs          int               `json:"num_nics"`
-	NumVerityVolumes int               `json:"num_verity_volumes"`
-	NumGPUs          int               `json:"num_gpus"`
-	NumNVSwitches    int               `json:"num_nvswitches"`
-	HotplugOff       bool              `json:"hotplug_off"`
-	RootVerity       bool              `json:"root_verity"`
-	PCIHole64Size    *uint64           `json:"pci_hole64_size"`
-	Hugepages        bool              `json:"hugepages"`
-	HostShareMode    string            `json:"host_share_mode"`
-	NUMANodes        []acpi.NUMANode   `json:"numa_nodes"`
-	QEMUBuild        string            `json:"qemu_build"`
-	Sources          map[string]string `json:"sources"`
+	mr.MachineReport
+	Sources map[string]string `json:"sources"`
 }
 
 // shapeFields are the VMShape fields whose source is reported, by vm_config key.
@@ -142,17 +125,7 @@ var shapeFields = []string{"cpu_count", "memory_size", "qemu_version", "pic", "s
 	"pci_hole64_size", "hugepages", "host_share_mode", "numa_nodes", "qemu_build"}
 
 func describeShape(m *mr.Machine, vm *VMConfig, flags []string) *VMShape {
-	s := &VMShape{
-		CPUCount: m.CPUs, MemorySize: m.MemoryBytes, QEMUVersion: m.QEMUVersion.String(),
-		ACPIProfile: m.ProfileVersion().String(), PIC: m.PICEnabled(), SMM: m.SMM, TwoPassAddPages: m.TwoPass(),
-		NumNICs: m.NumNICs, NumVerityVolumes: m.NumVerityVolumes, NumGPUs: m.NumGPUs, NumNVSwitches: m.NumNVSwitches,
-		HotplugOff: m.HotplugOff, RootVerity: m.RootVerity, Hugepages: m.Hugepages, HostShareMode: string(m.HostShareMode),
-		NUMANodes: m.NUMANodes, QEMUBuild: string(orUpstream(m.QEMUBuild)), Sources: map[string]string{},
-	}
-	if m.PCIHole64SizeSet {
-		v := m.PCIHole64Size
-		s.PCIHole64Size = &v
-	}
+	s := &VMShape{MachineReport: m.Report(), Sources: map[string]string{}}
 	flagged := map[string]bool{}
 	for _, f := range flags {
 		flagged[f] = true
@@ -228,11 +201,7 @@ type AppInfo struct {
 }
 
 // Check is one comparison that ran.
-type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail,omitempty"`
-}
+type Check = quote.Check
 
 // NotChecked is something that could not be checked, and why. Required ones keep Verified
 // false.

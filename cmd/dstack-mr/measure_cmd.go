@@ -75,46 +75,15 @@ type measureResult struct {
 	Warnings []string `json:"warnings"`
 }
 
+// machineJSON is the machine a value was computed for, and whether the kernel was measured
+// with QEMU's setup-header patch.
 type machineJSON struct {
-	QEMUVersion      string  `json:"qemu_version"`
-	TwoPassAddPages  bool    `json:"two_pass_add_pages"`
-	PIC              bool    `json:"pic"`
-	SMM              bool    `json:"smm"`
-	NumNICs          int     `json:"num_nics"`
-	NumVerityVolumes int     `json:"num_verity_volumes"`
-	NumGPUs          int     `json:"num_gpus"`
-	NumNVSwitches    int     `json:"num_nvswitches"`
-	HotplugOff       bool    `json:"hotplug_off"`
-	RootVerity       bool    `json:"root_verity"`
-	PCIHole64Size    *uint64 `json:"pci_hole64_size"`
-	Hugepages        bool    `json:"hugepages"`
-	HostShareMode    string  `json:"host_share_mode"`
-	KernelPatched    bool    `json:"kernel_setup_header_patched"`
-	QEMUBuild        string  `json:"qemu_build"`
+	mr.MachineReport
+	KernelPatched bool `json:"kernel_setup_header_patched"`
 }
 
 func describeMachine(m *mr.Machine, kernelPatched bool) machineJSON {
-	j := machineJSON{
-		QEMUVersion:      m.QEMUVersion.String(),
-		TwoPassAddPages:  m.TwoPass(),
-		PIC:              m.PICEnabled(),
-		SMM:              m.SMM,
-		NumNICs:          m.NumNICs,
-		NumVerityVolumes: m.NumVerityVolumes,
-		NumGPUs:          m.NumGPUs,
-		NumNVSwitches:    m.NumNVSwitches,
-		HotplugOff:       m.HotplugOff,
-		RootVerity:       m.RootVerity,
-		Hugepages:        m.Hugepages,
-		HostShareMode:    string(m.HostShareMode),
-		KernelPatched:    kernelPatched,
-		QEMUBuild:        buildName(m.QEMUBuild),
-	}
-	if m.PCIHole64SizeSet {
-		v := m.PCIHole64Size
-		j.PCIHole64Size = &v
-	}
-	return j
+	return machineJSON{MachineReport: m.Report(), KernelPatched: kernelPatched}
 }
 
 // measureShapes prepares the image once and measures every shape, in parallel, keeping the

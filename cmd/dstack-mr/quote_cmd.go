@@ -180,13 +180,7 @@ func printQuoteVerification(w io.Writer, path string, v *quote.Verification, ver
 	if v.PCK != nil {
 		fmt.Fprintf(w, "  PCK certificate serial %s, valid %s .. %s\n", v.PCK.Serial, v.PCK.NotBefore.Format(time.DateOnly), v.PCK.NotAfter.Format(time.DateOnly))
 	}
-	for _, ch := range v.Checks {
-		mark := "ok  "
-		if !ch.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "  [%s] %s: %s\n", mark, ch.Name, ch.Detail)
-	}
+	printChecks(w, v.Checks)
 	for _, n := range v.NotChecked {
 		fmt.Fprintf(w, "  [ -- ] %s: %s\n", n.Name, n.Reason)
 	}
@@ -207,4 +201,15 @@ func readBounded(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: over %d bytes", path, limit)
 	}
 	return data, nil
+}
+
+// printChecks lists named checks, failures marked, one a line.
+func printChecks(w io.Writer, checks []quote.Check) {
+	for _, ch := range checks {
+		mark := "ok  "
+		if !ch.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  [%s] %s: %s\n", mark, ch.Name, ch.Detail)
+	}
 }

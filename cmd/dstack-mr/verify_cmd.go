@@ -293,13 +293,7 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 	if r.Shape != nil {
 		fmt.Fprintf(w, "  VM shape: %d vCPU, %s, QEMU %s (ACPI profile %s)\n", r.Shape.CPUCount, formatSize(r.Shape.MemorySize), r.Shape.QEMUVersion, r.Shape.ACPIProfile)
 	}
-	for _, ch := range r.Checks {
-		mark := "ok  "
-		if !ch.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "  [%s] %s %s\n", mark, ch.Name, ch.Detail)
-	}
+	printChecks(w, r.Checks)
 	for _, nc := range r.NotChecked {
 		req := ""
 		if nc.Required {
