@@ -3,8 +3,10 @@ FUZZTIME ?= 30s
 
 .PHONY: build test fuzz bench lint sample ci
 
+# A static binary (no cgo: archive/tar would otherwise link os/user dynamically) that records the
+# commit it was built from (dstack-mr --version, "tool_version" in every JSON output).
 build:
-	$(GO) build -o bin/dstack-mr ./cmd/dstack-mr
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=true -o bin/dstack-mr ./cmd/dstack-mr
 
 test:
 	$(GO) test ./...

@@ -110,6 +110,8 @@ type Report struct {
 	// Warnings name what the prediction rests on beyond proof (acpi.MachineConfig.Warnings);
 	// never null.
 	Warnings []string `json:"warnings"`
+	// ToolVersion names the program that wrote the report (set by the caller).
+	ToolVersion string `json:"tool_version,omitempty"`
 }
 
 // VMShape is the machine a prediction was made for. Sources maps each field (vm_config's key

@@ -21,7 +21,8 @@ type acpiResult struct {
 	LoaderSHA384 string            `json:"loader_sha384"`
 	Tables       []acpi.TableEntry `json:"tables"`
 	// Warnings name what the value rests on beyond proof (acpi.MachineConfig.Warnings); never null.
-	Warnings []string `json:"warnings"`
+	Warnings    []string `json:"warnings"`
+	ToolVersion string   `json:"tool_version"`
 }
 
 func acpiCommand(log *logrus.Logger) *cli.Command {
@@ -61,6 +62,7 @@ func acpiCommand(log *logrus.Logger) *cli.Command {
 				LoaderSHA384: sha384Hex(blobs.Loader),
 				Tables:       blobs.List,
 				Warnings:     warnOnce(log, [][]string{shapes[0].Config.Warnings()}),
+				ToolVersion:  toolVersion(),
 			}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, res)

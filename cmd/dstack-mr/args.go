@@ -99,3 +99,62 @@ func takesValue(arg string, valued map[string]bool) bool {
 	}
 	return valued[name]
 }
+
+// legacyForm rewrites the command lines of the original Go dstack-mr that dstack's attestation
+// guide and older scripts still use:
+//
+//	dstack-mr -cpu 4 -ram 4096 -metadata dstack-v0.4.0/metadata.json   (no subcommand; -ram in MiB)
+//	dstack-mr measure -cpu 8 -memory 8G -json -metadata metadata.json
+//
+// into the measure command, and returns a note naming the equivalent. ok is false for anything
+// else, which is parsed as usual.
+func legacyForm(args []string) (out []string, note string, ok bool) {
+	if len(args) < 2 {
+		return nil, "", false
+	}
+	start := 1
+	switch {
+	case args[1] == "measure":
+		start = 2
+		legacy := false
+		for _, a := range args[2:] {
+			legacy = legacy || a == "-metadata" || a == "-ram"
+		}
+		if !legacy {
+			return nil, "", false
+		}
+	case args[1] == "-cpu" || args[1] == "-ram" || args[1] == "-metadata" || args[1] == "-memory":
+	default:
+		return nil, "", false
+	}
+	out = []string{args[0], "measure"}
+	var positional []string
+	for i := start; i < len(args); i++ {
+		a := args[i]
+		value := func() string {
+			if i+1 < len(args) {
+				i++
+				return args[i]
+			}
+			return ""
+		}
+		switch a {
+		case "-cpu":
+			out = append(out, "--cpu", value())
+		case "-ram":
+			out = append(out, "--memory", value()+"M")
+		case "-memory":
+			out = append(out, "--memory", value())
+		case "-metadata":
+			positional = append(positional, value())
+		default:
+			if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && len(a) > 2 {
+				a = "-" + a // the old single-dash long flags
+			}
+			out = append(out, a)
+		}
+	}
+	out = append(out, positional...)
+	shown := append([]string{"dstack-mr"}, out[1:]...)
+	return out, "legacy command line; the same as: " + strings.Join(shown, " "), true
+}

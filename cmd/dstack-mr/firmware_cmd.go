@@ -33,7 +33,7 @@ func firmwareCommand(log *logrus.Logger) *cli.Command {
 				if err != nil {
 					return fmt.Errorf("%s: %w", path, err)
 				}
-				full := firmwareReport{FirmwareReport: fw.Inspect(len(data)), Measurement: measurementSupport(data, fw)}
+				full := firmwareReport{FirmwareReport: fw.Inspect(len(data)), Measurement: measurementSupport(data, fw), ToolVersion: toolVersion()}
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, full)
 				}
@@ -48,6 +48,7 @@ func firmwareCommand(log *logrus.Logger) *cli.Command {
 type firmwareReport struct {
 	*uefi.FirmwareReport
 	Measurement firmwareMeasurement `json:"measurement"`
+	ToolVersion string              `json:"tool_version"`
 }
 
 // firmwareMeasurement says whether dstack-mr can compute this firmware's RTMRs and, when it

@@ -45,7 +45,8 @@ func imageCommand(log *logrus.Logger) *cli.Command {
 					return printJSON(c.App.Writer, struct {
 						*images.Inspection
 						KernelHeader kernelHeader `json:"kernel_header"`
-					}{rep, hdr})
+						ToolVersion  string       `json:"tool_version"`
+					}{rep, hdr, toolVersion()})
 				}
 				printInspection(c.App.Writer, rep)
 				fmt.Fprintf(c.App.Writer, "kernel header: canonical %v, declared normalized %v", hdr.Canonical, hdr.DeclaredNormalized)

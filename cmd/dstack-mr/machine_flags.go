@@ -63,13 +63,13 @@ func machineShapes(c *cli.Context) ([]machineShape, error) {
 	if err != nil {
 		return nil, err
 	}
-	cpus := splitList(c.String("cpu"))
-	mems := splitList(c.String("memory"))
-	if len(cpus) == 0 {
-		return nil, fmt.Errorf("--cpu: no value")
+	cpus, err := splitList("cpu", c.String("cpu"))
+	if err != nil {
+		return nil, err
 	}
-	if len(mems) == 0 {
-		return nil, fmt.Errorf("--memory: no value")
+	mems, err := splitList("memory", c.String("memory"))
+	if err != nil {
+		return nil, err
 	}
 	if v := base.Config.QEMUVersion; v.NewerThanNewestProfile() && !base.Config.AssumeNewestProfile {
 		n := acpi.NewestProfile()
@@ -90,6 +90,11 @@ func machineShapes(c *cli.Context) ([]machineShape, error) {
 			}
 			if m == 0 {
 				return nil, fmt.Errorf("--memory %q: must be more than 0", ms)
+			}
+			for _, prev := range shapes {
+				if prev.Config.CPUs == n && prev.Config.MemoryBytes == m {
+					return nil, fmt.Errorf("--cpu/--memory: the shape %d vCPU, %s is listed twice", n, formatSize(m))
+				}
 			}
 			s := base
 			s.Config.CPUs = n
@@ -138,7 +143,11 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 		cfg.PIC = &pic
 	}
 	if c.IsSet("numa-nodes") {
-		for _, b := range splitList(c.String("numa-nodes")) {
+		buses, err := splitList("numa-nodes", c.String("numa-nodes"))
+		if err != nil {
+			return s, err
+		}
+		for _, b := range buses {
 			n, err := strconv.Atoi(b)
 			if err != nil {
 				return s, fmt.Errorf("--numa-nodes %q: want a comma-separated list of expander bus numbers", c.String("numa-nodes"))

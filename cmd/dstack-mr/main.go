@@ -34,6 +34,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := newLogger()
 	log.SetOutput(stderr)
 	app := newApp(log, stdout, stderr)
+	if legacy, note, ok := legacyForm(args); ok {
+		log.Warn(note)
+		args = legacy
+	}
 	if err := app.Run(interspersed(app, args)); err != nil {
 		log.Error(err)
 		var ee *exitError
@@ -46,10 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "dstack-mr",
 		Usage:                "compute the TDX measurements (MRTD, RTMR0-2) of a dstack CVM ahead of time",
-		Version:              version,
+		Version:              toolVersion(),
 		EnableBashCompletion: true,
 		Writer:               stdout,
 		ErrWriter:            stderr,
@@ -66,6 +70,7 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 		},
 		// Errors are logged once by run; keep urfave/cli from printing them again.
 		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   usageError,
 		Commands: []*cli.Command{
 			measureCommand(log),
 			acpiCommand(log),
@@ -75,6 +80,8 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 			quoteCommand(log),
 		},
 	}
+	setUsageErrors(app.Commands)
+	return app
 }
 
 // toolVersion names this build for published values and audit logs: the -ldflags version if
@@ -103,4 +110,21 @@ func toolVersion() string {
 		v += " (" + rev + modified + ")"
 	}
 	return v
+}
+
+// usageError reports a command-line mistake without printing help to stdout: stdout carries
+// results only, so a script never mistakes help text for output. run logs the error once.
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := c.App.Name
+	if c.Command != nil && c.Command.FullName() != "" {
+		name += " " + c.Command.FullName()
+	}
+	return fmt.Errorf("%w (see '%s --help')", err, name)
+}
+
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = usageError
+		setUsageErrors(c.Subcommands)
+	}
 }

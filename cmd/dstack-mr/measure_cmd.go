@@ -72,7 +72,8 @@ type measureResult struct {
 	Inputs      inputsJSON  `json:"inputs"`
 	OSImageHash string      `json:"os_image_hash,omitempty"`
 	// Warnings name what this shape's value rests on beyond proof; never null.
-	Warnings []string `json:"warnings"`
+	Warnings    []string `json:"warnings"`
+	ToolVersion string   `json:"tool_version"`
 }
 
 // machineJSON is the machine a value was computed for, and whether the kernel was measured
@@ -125,7 +126,7 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
 				Machine: describeMachine(&m, patched), EventLog: res.EventLog,
 				Inputs: img.describe, OSImageHash: img.osImageHash,
-				Warnings: warnings,
+				Warnings: warnings, ToolVersion: toolVersion(),
 			}
 		}(i)
 	}

@@ -70,13 +70,21 @@ func formatSize(v uint64) string {
 	return strconv.FormatUint(v, 10)
 }
 
-// splitList splits a comma-separated flag value, ignoring empty items and spaces.
-func splitList(value string) []string {
+// splitList splits a comma-separated flag value: spaces around items are ignored, an empty
+// item (a typo such as "1,,2") or a repeated one is an error naming the flag.
+func splitList(flag, value string) ([]string, error) {
 	var out []string
+	seen := map[string]bool{}
 	for _, item := range strings.Split(value, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return nil, fmt.Errorf("--%s %q: empty item in the list", flag, value)
 		}
+		if seen[item] {
+			return nil, fmt.Errorf("--%s %q: %s is listed twice", flag, value, item)
+		}
+		seen[item] = true
+		out = append(out, item)
 	}
-	return out
+	return out, nil
 }

@@ -68,6 +68,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			if err != nil {
 				return err
 			}
+			rep.ToolVersion = toolVersion()
 			if c.Bool("json") {
 				if err := printJSON(c.App.Writer, rep); err != nil {
 					return err
