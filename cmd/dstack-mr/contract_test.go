@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -67,5 +69,32 @@ func TestToolVersionInEveryJSON(t *testing.T) {
 	}
 	if code, stdout, _ := runCLI("--version"); code != 0 || !strings.Contains(stdout, "dstack-mr version") {
 		t.Errorf("--version: exit %d, %q", code, stdout)
+	}
+}
+
+// Raw inputs are checked before they are read: a device, a directory or an oversized file is
+// refused at once, naming the flag.
+func TestRawInputBounds(t *testing.T) {
+	const fw = "../../testdata/sample-image/ovmf-debian-2025.02-8+deb13u1.fd"
+	big := filepath.Join(t.TempDir(), "big.fd")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, maxFirmwareBytes+1); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--firmware", fw, "--kernel", "/dev/zero"}, "--kernel /dev/zero: not a regular file (a character device)"},
+		{[]string{"--firmware", big, "--kernel", fw}, "over the 64 MiB limit"},
+		{[]string{"--firmware", fw, "--kernel", "../../testdata/sample-image/bzImage-6.1.0-56-amd64", "--initrd", "/dev/zero"}, "--initrd /dev/zero: not a regular file"},
+		{[]string{"--firmware", "../../testdata", "--kernel", fw}, "a directory"},
+	} {
+		code, stdout, stderr := runCLI(append([]string{"measure"}, tc.args...)...)
+		if code != 1 || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", tc.args, code, stdout, stderr)
+		}
 	}
 }

@@ -143,14 +143,61 @@ func loadImage(c *cli.Context, log *logrus.Logger) (*loadedImage, error) {
 	return li, nil
 }
 
-func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, error) {
-	fw, err := os.ReadFile(fwPath)
+// Limits on raw inputs, checked before anything is read into memory. Real OVMF images are
+// 2-4 MiB and dstack's kernels about 15 MiB; an initrd is streamed, never held, but it must be a
+// regular file so that a device or pipe cannot stall a measurement forever.
+const (
+	maxFirmwareBytes = 64 << 20
+	maxKernelBytes   = 512 << 20
+)
+
+// openRegular opens path for flag, refusing anything but a regular file of at most limit
+// bytes (0: no limit) with an error naming the flag and the file.
+func openRegular(flag, path string, limit int64) (*os.File, int64, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("--firmware: %w", err)
+		return nil, 0, fmt.Errorf("--%s: %w", flag, err)
 	}
-	kernel, err := os.ReadFile(kernelPath)
+	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("--kernel: %w", err)
+		f.Close()
+		return nil, 0, fmt.Errorf("--%s %s: %w", flag, path, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Errorf("--%s %s: not a regular file (%s)", flag, path, fileKind(st.Mode()))
+	}
+	if limit > 0 && st.Size() > limit {
+		f.Close()
+		return nil, 0, fmt.Errorf("--%s %s: %d bytes, over the %d MiB limit for a %s", flag, path, st.Size(), limit>>20, flag)
+	}
+	return f, st.Size(), nil
+}
+
+func readRegular(flag, path string, limit int64) ([]byte, error) {
+	f, size, err := openRegular(flag, path, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, size+1))
+	if err != nil {
+		return nil, fmt.Errorf("--%s %s: %w", flag, path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("--%s %s: grew past the %d MiB limit while being read", flag, path, limit>>20)
+	}
+	return b, nil
+}
+
+func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, error) {
+	fw, err := readRegular("firmware", fwPath, maxFirmwareBytes)
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := readRegular("kernel", kernelPath, maxKernelBytes)
+	if err != nil {
+		return nil, err
 	}
 	img := &loadedImage{
 		inputs: mr.Inputs{Firmware: fw, Kernel: kernel, Cmdline: cmdline},
@@ -158,9 +205,9 @@ func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, erro
 			Kernel: describeBytes(kernelPath, kernel, ""), Cmdline: cmdline},
 	}
 	if initrdPath != "" {
-		f, err := os.Open(initrdPath)
+		f, _, err := openRegular("initrd", initrdPath, 0)
 		if err != nil {
-			return nil, fmt.Errorf("--initrd: %w", err)
+			return nil, err
 		}
 		img.pendingInitrd = make(chan initrdResult, 1)
 		go func() {
@@ -273,4 +320,20 @@ func fromImage(img *images.Image) *loadedImage {
 			SHA256: hex.EncodeToString(img.Initrd.SHA256), SHA384: hex.EncodeToString(img.Initrd.SHA384)}
 	}
 	return li
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a plain file"
 }
