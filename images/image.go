@@ -74,6 +74,10 @@ type Options struct {
 	// digest.txt that is not the SHA-256 of sha256sum.txt, an error. When false the
 	// mismatches are only reported in Image.Checksums (status "skipped").
 	VerifyChecksums bool
+	// RequireChecksums refuses an image without sha256sum.txt, or whose sha256sum.txt does not
+	// list every file a measurement depends on: firmware, kernel, initrd, metadata.json and, when
+	// the image has one, measurement.tdx.cbor. Published values must be tied to os_image_hash.
+	RequireChecksums bool
 	// ExtractDir, when set, receives every member of a release tarball (without its
 	// top-level folder). It must not exist or be empty; nothing is left there if Open
 	// fails.
@@ -307,6 +311,11 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 	if err != nil {
 		return nil, err
 	}
+	if opts.RequireChecksums {
+		if err := checksumsComplete(rep, members, roles); err != nil {
+			return nil, err
+		}
+	}
 	img.OSImageHash = rep.OSImageHash
 	return img, nil
 }
@@ -332,4 +341,36 @@ var errNotRegular = errors.New("not a regular file")
 func digestBytes(b []byte) StreamDigest {
 	s256, s384 := sha256.Sum256(b), sha512.Sum384(b)
 	return StreamDigest{Size: uint64(len(b)), SHA256: s256[:], SHA384: s384[:]}
+}
+
+// MeasurementDocName is the lite measurement document a release may carry.
+const MeasurementDocName = "measurement.tdx.cbor"
+
+// checksumsComplete requires sha256sum.txt to exist and to list every measured file.
+func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map[string]Role) error {
+	if rep.Status == StatusAbsent {
+		return fmt.Errorf("no %s: the image's files cannot be checked and it has no os_image_hash (give --no-verify-checksums to measure it anyway)", sha256SumName)
+	}
+	listed := map[string]bool{}
+	for _, f := range rep.Files {
+		listed[f.Name] = true
+	}
+	var missing []string
+	for name := range members {
+		switch roles[name] {
+		case RoleFirmware, RoleKernel, RoleInitrd, RoleMetadata:
+		default:
+			if name != MeasurementDocName {
+				continue
+			}
+		}
+		if !listed[name] {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("%s does not list %s, which the measurement depends on (give --no-verify-checksums to measure it anyway)", sha256SumName, strings.Join(missing, ", "))
+	}
+	return nil
 }

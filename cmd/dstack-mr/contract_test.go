@@ -98,3 +98,74 @@ func TestRawInputBounds(t *testing.T) {
 		}
 	}
 }
+
+// Checksums are complete or refused: an image without sha256sum.txt, or whose sha256sum.txt
+// leaves out a measured file, is refused naming it, unless --no-verify-checksums, which the JSON
+// then records.
+func TestChecksumPolicy(t *testing.T) {
+	src := "../../testdata/sample-image"
+	copyImage := func(t *testing.T, skip ...string) string {
+		dir := t.TempDir()
+		entries, err := os.ReadDir(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(src, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Name() == "sha256sum.txt" {
+				var kept []string
+				for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+					drop := false
+					for _, s := range skip {
+						drop = drop || strings.HasSuffix(line, "  "+s)
+					}
+					if !drop {
+						kept = append(kept, line)
+					}
+				}
+				b = []byte(strings.Join(kept, "\n") + "\n")
+				if len(skip) > 0 && skip[0] == "sha256sum.txt" {
+					continue
+				}
+			}
+			if e.Name() == "digest.txt" && len(skip) > 0 {
+				continue // it no longer matches; digest.txt is optional
+			}
+			if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	type res struct {
+		OSImageHash       string `json:"os_image_hash"`
+		ChecksumsVerified *bool  `json:"checksums_verified"`
+	}
+	code, stdout, stderr := runCLI("measure", src, "--json")
+	var ok res
+	if code != 0 || json.Unmarshal([]byte(stdout), &ok) != nil || ok.ChecksumsVerified == nil || !*ok.ChecksumsVerified || ok.OSImageHash == "" {
+		t.Fatalf("bundled sample: exit %d %s %s", code, stdout, stderr)
+	}
+	for _, tc := range []struct {
+		skip []string
+		want string
+	}{
+		{[]string{"sha256sum.txt"}, "no sha256sum.txt"},
+		{[]string{"initrd-small.cpio.gz"}, "does not list initrd-small.cpio.gz"},
+		{[]string{"metadata.json"}, "does not list metadata.json"},
+	} {
+		dir := copyImage(t, tc.skip...)
+		code, stdout, stderr := runCLI("measure", dir, "--json")
+		if code != 1 || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q", tc.skip, code, stderr)
+		}
+		code, stdout, _ = runCLI("measure", dir, "--json", "--no-verify-checksums")
+		var r res
+		if code != 0 || json.Unmarshal([]byte(stdout), &r) != nil || r.ChecksumsVerified == nil || *r.ChecksumsVerified {
+			t.Errorf("%v with --no-verify-checksums: exit %d, checksums_verified %v", tc.skip, code, r.ChecksumsVerified)
+		}
+	}
+}

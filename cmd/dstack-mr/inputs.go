@@ -36,6 +36,8 @@ type loadedImage struct {
 	inputs      mr.Inputs
 	describe    inputsJSON
 	osImageHash string
+	// checksumsVerified: every measured file matched sha256sum.txt (nil in raw mode).
+	checksumsVerified *bool
 	// kernelHeaderNormalized: metadata.json kernel_header_normalized, or --kernel-header-normalized.
 	kernelHeaderNormalized bool
 	// pendingInitrd, when set, delivers the initrd digest being computed in the background
@@ -252,7 +254,11 @@ func hashReader(path string, r io.Reader) (*mr.InitrdDigest, *fileJSON, error) {
 
 // imageOptions are the images.Options the image-reading flags ask for.
 func imageOptions(c *cli.Context, log *logrus.Logger) images.Options {
-	opts := images.Options{VerifyChecksums: !c.Bool("no-verify-checksums"), ExtractDir: c.String("extract")}
+	verify := !c.Bool("no-verify-checksums")
+	// Whatever publishes or checks a value needs the image tied to its sha256sum.txt;
+	// inspecting an image only reports what its checksums say.
+	require := verify && (c.Command == nil || c.Command.Name != "inspect")
+	opts := images.Options{VerifyChecksums: verify, RequireChecksums: require, ExtractDir: c.String("extract")}
 	if isTerminal(os.Stderr) && log.IsLevelEnabled(logrus.WarnLevel) {
 		opts.Progress = os.Stderr
 	}
@@ -307,6 +313,10 @@ func fromImage(img *images.Image) *loadedImage {
 	li := &loadedImage{
 		inputs:      mr.Inputs{Firmware: img.Firmware, Kernel: img.Kernel, Cmdline: img.Cmdline},
 		osImageHash: img.OSImageHash,
+		checksumsVerified: func() *bool {
+			ok := img.Checksums.Status == images.StatusOK
+			return &ok
+		}(),
 		describe: inputsJSON{
 			Source:   img.Source,
 			Firmware: describeBytes(img.Metadata.Bios, img.Firmware, fileSHA256(img, img.Metadata.Bios)),

@@ -71,6 +71,9 @@ type measureResult struct {
 	EventLog    []mr.Event  `json:"event_log"`
 	Inputs      inputsJSON  `json:"inputs"`
 	OSImageHash string      `json:"os_image_hash,omitempty"`
+	// ChecksumsVerified: the image's files matched its complete sha256sum.txt (absent in raw
+	// mode); false only under --no-verify-checksums.
+	ChecksumsVerified *bool `json:"checksums_verified,omitempty"`
 	// Warnings name what this shape's value rests on beyond proof; never null.
 	Warnings    []string `json:"warnings"`
 	ToolVersion string   `json:"tool_version"`
@@ -125,7 +128,7 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 				MRTD: res.MRTD, RTMR0: res.RTMR0, RTMR1: res.RTMR1, RTMR2: res.RTMR2,
 				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
 				Machine: describeMachine(&m, patched), EventLog: res.EventLog,
-				Inputs: img.describe, OSImageHash: img.osImageHash,
+				Inputs: img.describe, OSImageHash: img.osImageHash, ChecksumsVerified: img.checksumsVerified,
 				Warnings: warnings, ToolVersion: toolVersion(),
 			}
 		}(i)
@@ -156,8 +159,12 @@ func printMeasurements(w io.Writer, results []measureResult) {
 		for _, e := range r.EventLog {
 			fmt.Fprintf(w, "  RTMR%d %-40s %s\n", e.IMR, e.Label, shortHex(e.Digest))
 		}
-		if r.OSImageHash != "" {
-			fmt.Fprintf(w, "os_image_hash: %s\n", r.OSImageHash)
+		if r.OSImageHash != "" || (r.ChecksumsVerified != nil && !*r.ChecksumsVerified) {
+			note := ""
+			if r.ChecksumsVerified != nil && !*r.ChecksumsVerified {
+				note = " (checksums NOT verified: --no-verify-checksums)"
+			}
+			fmt.Fprintf(w, "os_image_hash: %s%s\n", orDash(r.OSImageHash), note)
 		}
 	}
 
@@ -216,4 +223,11 @@ func buildName(b mr.QEMUBuild) string {
 		return string(mr.QEMUBuildUpstream)
 	}
 	return string(b)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
