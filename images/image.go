@@ -138,6 +138,9 @@ func openAny(path string, opts Options) (*Image, error) {
 	if st.IsDir() {
 		return openDir(path, filepath.Join(path, MetadataFileName), opts)
 	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %s, not an image (a metadata.json, a directory or a release archive; a release streamed on stdin is read from \"-\")", path, FileKind(st.Mode()))
+	}
 	kind, err := sniffFile(path)
 	if err != nil {
 		return nil, err
@@ -373,4 +376,23 @@ func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map
 		return fmt.Errorf("%s does not list %s, which the measurement depends on (give --no-verify-checksums to measure it anyway)", sha256SumName, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// FileKind names what a non-regular file is, for errors.
+func FileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m.IsRegular():
+		return "a regular file"
+	}
+	return "not a plain file"
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -168,4 +171,60 @@ func TestChecksumPolicy(t *testing.T) {
 			t.Errorf("%v with --no-verify-checksums: exit %d, checksums_verified %v", tc.skip, code, r.ChecksumsVerified)
 		}
 	}
+}
+
+// IMAGE "-" reads a release tarball from stdin in one pass and measures exactly what the
+// same release on disk measures; a device where an image is expected is named as such.
+func TestImageFromStdin(t *testing.T) {
+	tgz := filepath.Join(t.TempDir(), "release.tar.gz")
+	if err := writeTarGz(tgz, "../../testdata/sample-image"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(tgz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out, errb bytes.Buffer
+	code := runWithInput([]string{"dstack-mr", "measure", "-", "--json"}, f, &out, &errb)
+	_, want, _ := runCLI("measure", tgz, "--json")
+	var a, b map[string]any
+	json.Unmarshal(out.Bytes(), &a)
+	json.Unmarshal([]byte(want), &b)
+	if code != 0 || a["rtmr0"] != b["rtmr0"] || a["rtmr1"] != b["rtmr1"] || a["os_image_hash"] != b["os_image_hash"] || a["os_image_hash"] == nil {
+		t.Fatalf("stdin: exit %d %s; %v vs %v", code, errb.String(), a["os_image_hash"], b["os_image_hash"])
+	}
+	if code, stdout, stderr := runCLI("measure", "/dev/zero"); code != 1 || stdout != "" || !strings.Contains(stderr, "a character device") {
+		t.Errorf("/dev/zero: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func writeTarGz(path, dir string) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	gz := gzip.NewWriter(out)
+	tw := tar.NewWriter(gz)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: "release/" + e.Name(), Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
 }

@@ -167,7 +167,7 @@ func openRegular(flag, path string, limit int64) (*os.File, int64, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, 0, fmt.Errorf("--%s %s: not a regular file (%s)", flag, path, fileKind(st.Mode()))
+		return nil, 0, fmt.Errorf("--%s %s: not a regular file (%s)", flag, path, images.FileKind(st.Mode()))
 	}
 	if limit > 0 && st.Size() > limit {
 		f.Close()
@@ -271,7 +271,15 @@ func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, 
 	if !opts.VerifyChecksums {
 		log.Warn("--no-verify-checksums: files are NOT checked against sha256sum.txt; the result may describe a tampered image")
 	}
-	img, err := images.Open(path, opts)
+	var img *images.Image
+	var err error
+	if path == "-" {
+		// A release tarball streamed on stdin, read in one pass (release pipelines pipe
+		// downloads straight in).
+		img, err = images.ReadRelease(c.App.Reader, "stdin", opts)
+	} else {
+		img, err = images.Open(path, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -330,20 +338,4 @@ func fromImage(img *images.Image) *loadedImage {
 			SHA256: hex.EncodeToString(img.Initrd.SHA256), SHA384: hex.EncodeToString(img.Initrd.SHA384)}
 	}
 	return li
-}
-
-func fileKind(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&os.ModeCharDevice != 0:
-		return "a character device"
-	case m&os.ModeDevice != 0:
-		return "a block device"
-	case m&os.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	}
-	return "not a plain file"
 }

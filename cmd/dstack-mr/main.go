@@ -31,9 +31,15 @@ func (e *exitError) Unwrap() error { return e.err }
 
 // run is main without the process exit, so tests can drive the whole CLI.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWithInput(args, os.Stdin, stdout, stderr)
+}
+
+// runWithInput is run reading IMAGE "-" from stdin.
+func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	log := newLogger()
 	log.SetOutput(stderr)
 	app := newApp(log, stdout, stderr)
+	app.Reader = stdin
 	if legacy, note, ok := legacyForm(args); ok {
 		log.Warn(note)
 		args = legacy
