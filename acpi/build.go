@@ -48,7 +48,7 @@ func Build(cfg MachineConfig) (*Blobs, error) {
 // tables are proven against a real guest, refuse rather than guess.
 func (c *MachineConfig) checkTablesStable() error {
 	if c.Hugepages && c.NumGPUs > 0 {
-		return fmt.Errorf("acpi: %d GPU(s) behind the hugepages pxb-pcie expander: the expander's resources in the tables the firmware "+
+		return fmt.Errorf("%d GPU(s) behind the hugepages pxb-pcie expander: the expander's resources in the tables the firmware "+
 			"measures are the bus numbers and windows OVMF assigns to the GPUs' root ports (their BAR sizes), which no dump has shown: %w",
 			c.NumGPUs, ErrNotSupported)
 	}
@@ -56,7 +56,7 @@ func (c *MachineConfig) checkTablesStable() error {
 		return nil
 	}
 	if ports := c.NumGPUs + c.NumNVSwitches; ports > 0 {
-		return fmt.Errorf("acpi: %d GPU/NVSwitch root port(s) on the root PCIe bus with ACPI PCI hotplug on: "+
+		return fmt.Errorf("%d GPU/NVSwitch root port(s) on the root PCIe bus with ACPI PCI hotplug on: "+
 			"QEMU adds hotplug AML for them when the VM resets, which no dump has shown, so the tables the firmware measures are not known; "+
 			"launch with hotplug off (vm_config qemu_hotplug_off, --hotplug-off), as dstack's GPU hosts do: %w",
 			ports, ErrNotSupported)

@@ -191,7 +191,7 @@ func compareBlobs(t *testing.T, got *Blobs, wantTables, wantRSDP, wantLoader []b
 func refusalField(qemuError string) string {
 	switch {
 	case strings.Contains(qemuError, "iommufd0"):
-		return "NumNVSwitches"
+		return "num_nvswitches"
 	}
 	return "an unknown refusal: " + qemuError
 }

@@ -134,20 +134,20 @@ func (v Version) acpiProfile() (profile, bool) {
 func supportedProfile(v Version) (profile, error) {
 	switch {
 	case v == Version{}:
-		return profile{}, fmt.Errorf("acpi: MachineConfig.QEMUVersion is not set")
+		return profile{}, fmt.Errorf("QEMU version (qemu_version) is not set")
 	case v.Less(oldestProfile):
-		return profile{}, fmt.Errorf("acpi: MachineConfig.QEMUVersion %s: QEMU before %d.0 cannot run dstack TDX guests", v, oldestProfile.Major)
+		return profile{}, fmt.Errorf("QEMU %s (qemu_version): QEMU before %d.0 cannot run dstack TDX guests", v, oldestProfile.Major)
 	}
 	p, ok := v.acpiProfile()
 	if !ok {
-		return profile{}, fmt.Errorf("acpi: QEMU %s is newer than the newest ACPI profile (%d.%d, see acpi/PROFILES.md); its tables may differ: %w",
+		return profile{}, fmt.Errorf("QEMU %s is newer than the newest ACPI profile (%d.%d, see acpi/PROFILES.md); its tables may differ: %w",
 			v, newestProfile.Major, newestProfile.Minor, ErrNotSupported)
 	}
 	if p.openQuestion != "" {
-		return profile{}, fmt.Errorf("acpi: MachineConfig.QEMUVersion %s: the QEMU %s ACPI profile is not settled (%s): %w", v, p.name, p.openQuestion, ErrNotSupported)
+		return profile{}, fmt.Errorf("QEMU %s: the QEMU %s ACPI profile is not settled (%s): %w", v, p.name, p.openQuestion, ErrNotSupported)
 	}
 	if !p.dsdtSupported {
-		return profile{}, fmt.Errorf("acpi: MachineConfig.QEMUVersion %s: the DSDT of the QEMU %s ACPI profile: %w", v, p.name, ErrNotSupported)
+		return profile{}, fmt.Errorf("QEMU %s: the DSDT of the QEMU %s ACPI profile: %w", v, p.name, ErrNotSupported)
 	}
 	return p, nil
 }

@@ -55,21 +55,21 @@ func (c *MachineConfig) Validate() error {
 func (c *MachineConfig) validateShape(p profile) error {
 	v := c.QEMUVersion
 	if max := MaxCPUs(v); c.CPUs < 1 || c.CPUs > max {
-		return fmt.Errorf("acpi: MachineConfig.CPUs = %d: QEMU %s q35 accepts 1..%d", c.CPUs, v, max)
+		return fmt.Errorf("vCPU count %d (cpu_count): QEMU %s's q35 machine accepts 1 to %d", c.CPUs, v, max)
 	}
 
 	switch {
 	case c.MemoryBytes < MinMemoryBytes || c.MemoryBytes > MaxMemoryBytes:
-		return fmt.Errorf("acpi: MachineConfig.MemoryBytes = %d: want 1 MiB..1 TiB", c.MemoryBytes)
+		return fmt.Errorf("memory %s (memory_size): want 1 MiB to 1 TiB", HumanBytes(c.MemoryBytes))
 	case c.MemoryBytes%mib != 0:
 		// dstack passes -m in MiB; a finer size would be a different command line.
-		return fmt.Errorf("acpi: MachineConfig.MemoryBytes = %d: not a whole number of MiB", c.MemoryBytes)
+		return fmt.Errorf("memory %d bytes (memory_size): not a whole number of MiB, which is how dstack-vmm passes it", c.MemoryBytes)
 	}
 
 	switch c.HostShareMode {
 	case HostShare9p, HostShareVVFAT:
 	default:
-		return fmt.Errorf("acpi: MachineConfig.HostShareMode = %q: want %q or %q", c.HostShareMode, HostShare9p, HostShareVVFAT)
+		return fmt.Errorf("host share mode %q (host_share_mode): want %q or %q", c.HostShareMode, HostShare9p, HostShareVVFAT)
 	}
 
 	if err := c.validateTDX(p); err != nil {
@@ -91,10 +91,10 @@ func (c *MachineConfig) validateTDX(p profile) error {
 		return nil
 	}
 	if c.PIC != nil && *c.PIC {
-		return fmt.Errorf("acpi: MachineConfig.PIC = true: QEMU %s refuses it for TDX (\"TDX VM doesn't support PIC\")", c.QEMUVersion)
+		return fmt.Errorf("PIC on (pic): QEMU %s refuses it for TDX (\"TDX VM doesn't support PIC\")", c.QEMUVersion)
 	}
 	if c.SMM {
-		return fmt.Errorf("acpi: MachineConfig.SMM = true: QEMU %s refuses it for TDX (\"TDX VM doesn't support SMM\")", c.QEMUVersion)
+		return fmt.Errorf("SMM on (smm): QEMU %s refuses it for TDX (\"TDX VM doesn't support SMM\")", c.QEMUVersion)
 	}
 	return nil
 }
@@ -104,19 +104,19 @@ func (c *MachineConfig) validateDevices() error {
 		name string
 		n    int
 	}{
-		{"NumNICs", c.NumNICs},
-		{"NumVerityVolumes", c.NumVerityVolumes},
-		{"NumGPUs", c.NumGPUs},
-		{"NumNVSwitches", c.NumNVSwitches},
+		{"NICs (num_nics)", c.NumNICs},
+		{"verity volumes (num_verity_volumes)", c.NumVerityVolumes},
+		{"GPUs (num_gpus)", c.NumGPUs},
+		{"NVSwitches (num_nvswitches)", c.NumNVSwitches},
 	} {
 		if f.n < 0 || f.n > pcieRootFreeSlots+pxbPCIeSlots {
-			return fmt.Errorf("acpi: MachineConfig.%s = %d: out of range", f.name, f.n)
+			return fmt.Errorf("%d %s: want 0 to %d", f.n, f.name, pcieRootFreeSlots+pxbPCIeSlots)
 		}
 	}
 	if c.NumNVSwitches > 0 && c.NumGPUs == 0 {
 		// NVSwitches are passed through with iommufd=iommufd0, an object dstack only creates
 		// for GPUs: QEMU fails with "Device 'iommufd0' not found".
-		return fmt.Errorf("acpi: MachineConfig.NumNVSwitches = %d without GPUs: QEMU rejects the command line", c.NumNVSwitches)
+		return fmt.Errorf("%d NVSwitches (num_nvswitches) without GPUs: dstack-vmm's QEMU command line fails (no iommufd object)", c.NumNVSwitches)
 	}
 
 	// Devices QEMU places on pcie.0's first free slots, in command-line order: boot disk,
@@ -129,15 +129,15 @@ func (c *MachineConfig) validateDevices() error {
 	used := auto + c.NumGPUs + c.NumNVSwitches
 	if c.Hugepages && c.NumGPUs > 0 {
 		if auto >= pxbPCIeSlot {
-			return fmt.Errorf("acpi: %d PCI devices take pcie.0 slot 0x%x that the hugepages pxb-pcie expander needs", auto, pxbPCIeSlot)
+			return fmt.Errorf("%d PCI devices take pcie.0 slot 0x%x, which the hugepages pxb-pcie expander needs", auto, pxbPCIeSlot)
 		}
 		if c.NumGPUs > pxbPCIeSlots {
-			return fmt.Errorf("acpi: MachineConfig.NumGPUs = %d: the pxb-pcie expander has %d slots", c.NumGPUs, pxbPCIeSlots)
+			return fmt.Errorf("%d GPUs (num_gpus): the hugepages pxb-pcie expander has %d slots", c.NumGPUs, pxbPCIeSlots)
 		}
 		used = auto + 1 + c.NumNVSwitches // GPU root ports sit behind the expander
 	}
 	if used > pcieRootFreeSlots {
-		return fmt.Errorf("acpi: the machine needs %d pcie.0 slots (disks, NICs, GPU/NVSwitch root ports); q35 has %d", used, pcieRootFreeSlots)
+		return fmt.Errorf("the machine needs %d pcie.0 slots (disks, NICs, GPU/NVSwitch root ports); q35 has %d", used, pcieRootFreeSlots)
 	}
 	return nil
 }
@@ -162,7 +162,7 @@ func (c *MachineConfig) validateHole64() error {
 		return fmt.Errorf("acpi: MachineConfig.PCIHole64Size = %d but PCIHole64SizeSet is false", c.PCIHole64Size)
 	}
 	if c.hole64Size() > 1<<maxPhysAddrBits-c.hole64Start() {
-		return fmt.Errorf("acpi: MachineConfig.PCIHole64Size = %#x: the 64-bit PCI window would end beyond the %d-bit physical address space", c.PCIHole64Size, maxPhysAddrBits)
+		return fmt.Errorf("pci_hole64_size %s: the 64-bit PCI window would end beyond the %d-bit physical address space", HumanBytes(c.PCIHole64Size), maxPhysAddrBits)
 	}
 	return nil
 }
@@ -215,4 +215,17 @@ func (c *MachineConfig) validateNUMANodes() error {
 	}
 	return fmt.Errorf("acpi: NUMA layout of %d guest node(s) with expanders on bus %s (with hugepages %v, %d GPUs): only the single node hugepages implies (expander on bus %d, GPUs attached) is proven against real QEMU: %w",
 		n, strings.Join(buses, ","), c.Hugepages, c.NumGPUs, pxbBusNr, ErrNotSupported)
+}
+
+// HumanBytes prints a byte count with the largest binary unit that divides it exactly.
+func HumanBytes(v uint64) string {
+	for _, u := range []struct {
+		shift  uint
+		suffix string
+	}{{50, "PiB"}, {40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+		if v != 0 && v%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d %s", v>>u.shift, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%d bytes", v)
 }

@@ -78,20 +78,20 @@ func (m *Machine) TwoPass() bool {
 func (m *Machine) Validate() error {
 	v := m.QEMUVersion
 	if v == (acpi.Version{}) {
-		return errors.New("machine: QEMUVersion is not set")
+		return errors.New("QEMU version (qemu_version) is not set")
 	}
 	// q35 max_cpus per QEMU release: acpi.MaxCPUs (pc_q35.c: 288 up to the 8.0 machine
 	// type, 1024 for 8.1/8.2, 4096 from 9.0).
 	if max := acpi.MaxCPUs(v); m.CPUs < 1 || m.CPUs > max {
-		return fmt.Errorf("machine: CPUs = %d: QEMU %s q35 accepts 1..%d", m.CPUs, v, max)
+		return fmt.Errorf("vCPU count %d (cpu_count): QEMU %s's q35 machine accepts 1 to %d", m.CPUs, v, max)
 	}
 	switch {
 	case m.MemoryBytes == 0:
-		return errors.New("machine: MemoryBytes is 0")
+		return errors.New("memory (memory_size) is 0")
 	case m.MemoryBytes%pageSize != 0:
-		return fmt.Errorf("machine: MemoryBytes = %d is not a multiple of 4 KiB", m.MemoryBytes)
+		return fmt.Errorf("memory %d bytes (memory_size) is not a multiple of 4 KiB", m.MemoryBytes)
 	case m.MemoryBytes > acpi.MaxMemoryBytes:
-		return fmt.Errorf("machine: MemoryBytes = %d is above the %d supported", m.MemoryBytes, uint64(acpi.MaxMemoryBytes))
+		return fmt.Errorf("memory %s (memory_size) is above the %s supported", acpi.HumanBytes(m.MemoryBytes), acpi.HumanBytes(acpi.MaxMemoryBytes))
 	}
 	return nil
 }

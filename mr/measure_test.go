@@ -174,13 +174,13 @@ func TestMachineValidation(t *testing.T) {
 		edit func(*Machine)
 		want string
 	}{
-		{"cpu 0", func(m *Machine) { m.CPUs = 0 }, "CPUs = 0"},
-		{"cpu above q35 max", func(m *Machine) { m.CPUs = acpi.MaxCPUs(m.QEMUVersion) + 1 }, "accepts 1.."},
-		{"cpu above 8.0 max", func(m *Machine) { m.QEMUVersion = acpi.Version{Major: 8}; m.CPUs = 289 }, "1..288"},
-		{"memory 0", func(m *Machine) { m.MemoryBytes = 0 }, "MemoryBytes is 0"},
+		{"cpu 0", func(m *Machine) { m.CPUs = 0 }, "vCPU count 0 (cpu_count)"},
+		{"cpu above q35 max", func(m *Machine) { m.CPUs = acpi.MaxCPUs(m.QEMUVersion) + 1 }, "accepts 1 to"},
+		{"cpu above 8.0 max", func(m *Machine) { m.QEMUVersion = acpi.Version{Major: 8}; m.CPUs = 289 }, "1 to 288"},
+		{"memory 0", func(m *Machine) { m.MemoryBytes = 0 }, "memory (memory_size) is 0"},
 		{"memory unaligned", func(m *Machine) { m.MemoryBytes = 1<<30 + 1 }, "4 KiB"},
 		{"memory huge", func(m *Machine) { m.MemoryBytes = 1 << 50 }, "above"},
-		{"no version", func(m *Machine) { m.QEMUVersion = acpi.Version{} }, "QEMUVersion"},
+		{"no version", func(m *Machine) { m.QEMUVersion = acpi.Version{} }, "qemu_version"},
 		{"memory below TDVF", func(m *Machine) { m.MemoryBytes = 4 << 20 }, "QEMU fails"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

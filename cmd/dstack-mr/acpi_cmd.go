@@ -48,7 +48,7 @@ func acpiCommand(log *logrus.Logger) *cli.Command {
 			}
 			blobs, err := acpi.Build(shapes[0].Config)
 			if err != nil {
-				return fmt.Errorf("building ACPI tables: %w", err)
+				return inFlagTerms(fmt.Errorf("building ACPI tables: %w", err))
 			}
 			if dir := c.String("out"); dir != "" {
 				if err := writeBlobs(dir, blobs); err != nil {

@@ -228,3 +228,21 @@ func writeTarGz(path, dir string) error {
 	}
 	return gz.Close()
 }
+
+// Shape errors speak in the terms the user typed: the flag, a range, no Go field names, one
+// prefix for a single shape.
+func TestShapeErrorsInFlagTerms(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"measure", "../../testdata/sample-image", "--num-gpus", "1000"}, "1000 GPUs (--num-gpus): want 0 to 62"},
+		{[]string{"measure", "../../testdata/sample-image", "--cpu", "5000"}, "vCPU count 5000 (--cpu): QEMU 9.1.0's q35 machine accepts 1 to 4096"},
+		{[]string{"acpi", "--memory", "2T"}, "memory 2 TiB (--memory): want 1 MiB to 1 TiB"},
+	} {
+		code, _, stderr := runCLI(tc.args...)
+		if code != 1 || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "MachineConfig") || strings.Contains(stderr, "cpu 1, memory") {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, code, stderr)
+		}
+	}
+}

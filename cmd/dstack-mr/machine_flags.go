@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -179,3 +180,25 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 	}
 	return s, nil
 }
+
+// shapeKeyFlags maps the vm_config keys the libraries name in their errors to the flags a
+// measure or acpi user typed.
+var shapeKeyFlags = strings.NewReplacer(
+	"(cpu_count)", "(--cpu)", "(memory_size)", "(--memory)", "(qemu_version)", "(--qemu-version)",
+	"(num_nics)", "(--num-nics)", "(num_verity_volumes)", "(--num-verity-volumes)", "(num_gpus)", "(--num-gpus)",
+	"(num_nvswitches)", "(--num-nvswitches)", "(host_share_mode)", "(--host-share-mode)", "(pic)", "(--pic)",
+	"(smm)", "(--smm)", "pci_hole64_size ", "--pci-hole64-size ", "vm_config qemu_hotplug_off, ", "",
+)
+
+// inFlagTerms rewrites a shape error in the terms of the command line.
+func inFlagTerms(err error) error {
+	if err == nil {
+		return nil
+	}
+	return flagTermsError{err}
+}
+
+type flagTermsError struct{ err error }
+
+func (e flagTermsError) Error() string { return shapeKeyFlags.Replace(e.err.Error()) }
+func (e flagTermsError) Unwrap() error { return e.err }

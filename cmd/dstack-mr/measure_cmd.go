@@ -114,7 +114,10 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 				patched, err = prepared.KernelPatched(m)
 			}
 			if err != nil {
-				errs[i] = fmt.Errorf("cpu %d, memory %s: %w", m.CPUs, formatSize(m.MemoryBytes), err)
+				if len(shapes) > 1 {
+					err = fmt.Errorf("cpu %d, memory %s: %w", m.CPUs, formatSize(m.MemoryBytes), err)
+				}
+				errs[i] = inFlagTerms(err)
 				return
 			}
 			warnings := append([]string{}, m.Warnings()...)
