@@ -31,8 +31,8 @@ func acpiCommand(log *logrus.Logger) *cli.Command {
 		Usage: "build the ACPI blobs QEMU hands the firmware (etc/acpi/tables, etc/acpi/rsdp, etc/table-loader)",
 		Description: "Synthesizes, byte for byte, the three fw_cfg ACPI blobs QEMU generates for the VM shape,\n" +
 			"whose SHA-384 digests RTMR0 records. --out writes tables.bin, rsdp.bin and loader.bin.",
-		Flags: append(machineFlags(),
-			&cli.StringFlag{Name: "out", Usage: "directory to write tables.bin, rsdp.bin, loader.bin into"},
+		Flags: append(acpiMachineFlags(),
+			&cli.StringFlag{Name: "out", Usage: "new or empty directory to write tables.bin, rsdp.bin, loader.bin into (never overwritten)"},
 			&cli.BoolFlag{Name: "json", Usage: "print digests and the table list as JSON"},
 		),
 		Action: func(c *cli.Context) error {
@@ -51,6 +51,9 @@ func acpiCommand(log *logrus.Logger) *cli.Command {
 				return inFlagTerms(fmt.Errorf("building ACPI tables: %w", err))
 			}
 			if dir := c.String("out"); dir != "" {
+				if err := checkNewOrEmptyDir(dir); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
 				if err := writeBlobs(dir, blobs); err != nil {
 					return err
 				}
@@ -140,4 +143,37 @@ func warnOnce(log *logrus.Logger, lists [][]string) []string {
 		}
 	}
 	return out
+}
+
+// acpiMachineFlags are the VM shape flags that reach the ACPI tables: not the kernel and MRTD
+// behaviour flags, which the tables do not depend on.
+func acpiMachineFlags() []cli.Flag {
+	var out []cli.Flag
+	for _, f := range machineFlags() {
+		switch f.Names()[0] {
+		case "two-pass-add-pages", "no-kernel-patch", "qemu-build":
+			continue
+		case "cpu":
+			f = &cli.StringFlag{Name: "cpu", Aliases: []string{"c"}, Value: "1", Category: machineCategory, Usage: "vCPU count (one shape: acpi builds one machine)"}
+		case "memory":
+			f = &cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "2G", Category: machineCategory, Usage: "guest memory: bytes or K/M/G/T (binary)"}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// checkNewOrEmptyDir accepts a path that does not exist yet or is an empty directory, as
+// --extract does: output never lands over earlier files.
+func checkNewOrEmptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case os.IsNotExist(err):
+		return nil
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		return fmt.Errorf("%s is not empty: give a new or empty directory", dir)
+	}
+	return nil
 }

@@ -246,3 +246,36 @@ func TestShapeErrorsInFlagTerms(t *testing.T) {
 		}
 	}
 }
+
+// The small edges: acpi offers only the flags that reach the tables, verify's shape flags say
+// their defaults are vm_config's, --extract refuses what it cannot extract, acpi --out never
+// overwrites, image inspect lists initramfs members only on request, multi-shape output keeps the
+// machine line and os_image_hash.
+func TestCLIEdges(t *testing.T) {
+	_, stdout, _ := runCLI("acpi", "--help")
+	for _, f := range []string{"--no-kernel-patch", "--qemu-build", "--two-pass-add-pages", "comma-separated"} {
+		if strings.Contains(stdout, f) {
+			t.Errorf("acpi --help offers %s", f)
+		}
+	}
+	if _, stdout, _ := runCLI("verify", "--help"); !strings.Contains(stdout, `(default: vm_config's)`) {
+		t.Error("verify --help does not say its shape defaults are vm_config's")
+	}
+	if code, _, stderr := runCLI("measure", "../../testdata/sample-image", "--extract", t.TempDir()); code != 1 || !strings.Contains(stderr, "already an unpacked image") {
+		t.Errorf("--extract on a directory: exit %d: %s", code, stderr)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "keep.txt"), []byte("x"), 0o644)
+	if code, _, stderr := runCLI("acpi", "--out", dir); code != 1 || !strings.Contains(stderr, "not empty") {
+		t.Errorf("acpi --out into a non-empty directory: exit %d: %s", code, stderr)
+	}
+	_, short, _ := runCLI("image", "inspect", "../../testdata/sample-image")
+	_, long, _ := runCLI("image", "inspect", "../../testdata/sample-image", "--members")
+	if !strings.Contains(short, "--members") || len(long) <= len(short) {
+		t.Errorf("image inspect: default %d bytes, --members %d bytes", len(short), len(long))
+	}
+	_, multi, _ := runCLI("measure", "../../testdata/sample-image", "--cpu", "1,2")
+	if strings.Count(multi, "machine: qemu") != 2 || !strings.Contains(multi, "os_image_hash: ") {
+		t.Errorf("multi-shape output: %s", multi)
+	}
+}

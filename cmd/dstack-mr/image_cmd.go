@@ -29,6 +29,7 @@ func imageCommand(log *logrus.Logger) *cli.Command {
 			ArgsUsage: "IMAGE",
 			Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+				&cli.BoolFlag{Name: "members", Usage: "list every initramfs member (by default only their count and size)"},
 				&cli.BoolFlag{Name: "no-verify-checksums", Usage: "report checksum mismatches instead of failing (DANGEROUS)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -40,6 +41,9 @@ func imageCommand(log *logrus.Logger) *cli.Command {
 					return err
 				}
 				rep := img.Inspect()
+				if !c.Bool("members") && rep.Initramfs != nil {
+					rep.Initramfs.Entries = nil
+				}
 				hdr := kernelHeaderReport(img)
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, struct {
@@ -178,6 +182,9 @@ func printInspection(w io.Writer, r *images.Inspection) {
 	}
 	if ir := r.Initramfs; ir != nil {
 		fmt.Fprintf(w, "initramfs: %s, %d entries, %d bytes of files\n", ir.Compression, ir.Count, ir.TotalBytes)
+		if len(ir.Entries) == 0 && ir.Count > 0 {
+			fmt.Fprintln(w, "  (members not listed: --members)")
+		}
 		for _, e := range ir.Entries {
 			fmt.Fprintf(w, "  %-7s %s %10d %s\n", e.Type, e.Mode, e.Size, e.Name)
 		}

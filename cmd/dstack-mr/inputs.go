@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -270,6 +271,15 @@ func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, 
 	opts := imageOptions(c, log)
 	if !opts.VerifyChecksums {
 		log.Warn("--no-verify-checksums: files are NOT checked against sha256sum.txt; the result may describe a tampered image")
+	}
+	if opts.ExtractDir != "" {
+		st, err := os.Stat(path)
+		switch {
+		case path == "-":
+			return nil, fmt.Errorf("--extract: a release read from stdin is not extracted; save it to a file first")
+		case err == nil && (st.IsDir() || filepath.Base(path) == images.MetadataFileName):
+			return nil, fmt.Errorf("--extract applies to release tarballs; %s is already an unpacked image", path)
+		}
 	}
 	var img *images.Image
 	var err error

@@ -18,9 +18,9 @@ const machineCategory = "VM shape"
 func machineFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "cpu", Aliases: []string{"c"}, Value: "1", Category: machineCategory,
-			Usage: "vCPU count; a comma-separated list measures several shapes (e.g. 1,2,4,8)"},
+			Usage: "vCPU count; a comma-separated list measures several shapes (e.g. 1,2,4,8). Default as upstream dstack-mr"},
 		&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "2G", Category: machineCategory,
-			Usage: "guest memory: bytes or K/M/G/T (binary); a comma-separated list measures several shapes"},
+			Usage: "guest memory: bytes or K/M/G/T (binary); a comma-separated list measures several shapes. Default as upstream dstack-mr"},
 		&cli.StringFlag{Name: "qemu-version", Value: "9.1.0", Category: machineCategory,
 			Usage: "QEMU version X.Y.Z the VM runs on, 8.0 to 11.1.x (11.1: dstack's production QEMU): 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off"},
 		&cli.BoolFlag{Name: "assume-newest-acpi-profile", Category: machineCategory,
@@ -29,11 +29,11 @@ func machineFlags() []cli.Flag {
 			Usage: "override the QEMU version's MRTD page-add order (true: all pages first, as QEMU 8.x)"},
 		&cli.BoolFlag{Name: "pic", Category: machineCategory, DefaultText: "from --qemu-version", Usage: "override the QEMU version's PIC default"},
 		&cli.BoolFlag{Name: "smm", Category: machineCategory, Usage: "machine has SMM on"},
-		&cli.IntFlag{Name: "num-nics", Value: 1, Category: machineCategory, Usage: "virtio-net NICs"},
+		&cli.IntFlag{Name: "num-nics", Value: 1, Category: machineCategory, Usage: "virtio-net NICs (dstack-vmm's default network: 1)"},
 		&cli.IntFlag{Name: "num-verity-volumes", Value: 0, Category: machineCategory, Usage: "extra virtio-blk verity volumes"},
 		&cli.IntFlag{Name: "num-gpus", Value: 0, Category: machineCategory, Usage: "passthrough GPUs (vfio-pci behind pcie-root-ports)"},
 		&cli.IntFlag{Name: "num-nvswitches", Value: 0, Category: machineCategory, Usage: "passthrough NVSwitches"},
-		&cli.BoolFlag{Name: "hotplug-off", Category: machineCategory, Usage: "ACPI PCI hotplug with bridge support off"},
+		&cli.BoolFlag{Name: "hotplug-off", Category: machineCategory, Usage: "ACPI PCI hotplug with bridge support off. Default off as dstack-vmm ships it (vmm.toml qemu_hotplug_off = false); dstack's GPU hosts turn it on"},
 		&cli.BoolFlag{Name: "root-verity", Value: true, Category: machineCategory,
 			Usage: "root disk as virtio-blk (true) or CD-ROM (false)"},
 		&cli.StringFlag{Name: "pci-hole64-size", Category: machineCategory,
@@ -169,6 +169,7 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 		s.TwoPass = &tp
 	}
 	switch b := mr.QEMUBuild(c.String("qemu-build")); b {
+	case "": // a command without the flag (acpi): the build does not reach its output
 	case mr.QEMUBuildUpstream, mr.QEMUBuildDstackFork:
 		s.QEMUBuild = b
 	default:

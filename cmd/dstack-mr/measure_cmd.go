@@ -154,20 +154,25 @@ func printMeasurements(w io.Writer, results []measureResult) {
 			fmt.Fprintf(w, "cpu %d, memory %s\n", r.CPU, r.Memory)
 		}
 		fmt.Fprintf(w, "MRTD:  %s\nRTMR0: %s\nRTMR1: %s\nRTMR2: %s\n", r.MRTD, r.RTMR0, r.RTMR1, r.RTMR2)
+		if len(results) > 1 {
+			fmt.Fprintf(w, "machine: %s\n", machineLine(r))
+		}
+	}
+	if len(results) > 1 {
+		r := results[0]
+		if r.OSImageHash != "" || (r.ChecksumsVerified != nil && !*r.ChecksumsVerified) {
+			fmt.Fprintf(w, "\nos_image_hash: %s%s\n", orDash(r.OSImageHash), checksumNote(r))
+		}
 	}
 	if len(results) == 1 {
 		r := results[0]
-		fmt.Fprintf(w, "\nmachine: qemu %s, %d vCPU, %s, two-pass MRTD %v, PIC %v\n", r.Machine.QEMUVersion, r.CPU, r.Memory, r.Machine.TwoPassAddPages, r.Machine.PIC)
+		fmt.Fprintf(w, "\nmachine: %s\n", machineLine(r))
 		fmt.Fprintln(w, "events:")
 		for _, e := range r.EventLog {
 			fmt.Fprintf(w, "  RTMR%d %-40s %s\n", e.IMR, e.Label, shortHex(e.Digest))
 		}
 		if r.OSImageHash != "" || (r.ChecksumsVerified != nil && !*r.ChecksumsVerified) {
-			note := ""
-			if r.ChecksumsVerified != nil && !*r.ChecksumsVerified {
-				note = " (checksums NOT verified: --no-verify-checksums)"
-			}
-			fmt.Fprintf(w, "os_image_hash: %s%s\n", orDash(r.OSImageHash), note)
+			fmt.Fprintf(w, "os_image_hash: %s%s\n", orDash(r.OSImageHash), checksumNote(r))
 		}
 	}
 
@@ -233,4 +238,23 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func checksumNote(r measureResult) string {
+	if r.ChecksumsVerified != nil && !*r.ChecksumsVerified {
+		return " (checksums NOT verified: --no-verify-checksums)"
+	}
+	return ""
+}
+
+// machineLine is the full VM shape a result assumed, in one line.
+func machineLine(r measureResult) string {
+	m := r.Machine
+	hole := "default"
+	if m.PCIHole64Size != nil {
+		hole = formatSize(*m.PCIHole64Size)
+	}
+	return fmt.Sprintf("qemu %s (%s build, ACPI profile %s), %d vCPU, %s, two-pass MRTD %v, PIC %v, SMM %v, %d NIC, %d verity volume, %d GPU, %d NVSwitch, hotplug off %v, root verity %v, pci-hole64 %s, hugepages %v, share %s, kernel patched %v",
+		m.QEMUVersion, m.QEMUBuild, m.ACPIProfile, r.CPU, r.Memory, m.TwoPassAddPages, m.PIC, m.SMM, m.NumNICs, m.NumVerityVolumes,
+		m.NumGPUs, m.NumNVSwitches, m.HotplugOff, m.RootVerity, hole, m.Hugepages, m.HostShareMode, m.KernelPatched)
 }

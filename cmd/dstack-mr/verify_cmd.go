@@ -58,7 +58,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-		}, imageFlags()[5:]...), machineFlags()...),
+		}, imageFlags()[5:]...), verifyMachineFlags()...),
 		Action: func(c *cli.Context) error {
 			opts, err := verifyOptions(c, log)
 			if err != nil {
@@ -305,3 +305,21 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 }
 
 var _ = acpi.ErrNotSupported
+
+// verifyMachineFlags are the VM shape flags as verify uses them: overrides of vm_config, so
+// their defaults are vm_config's (or its defaults when a key is absent), not the flag defaults.
+func verifyMachineFlags() []cli.Flag {
+	flags := machineFlags()
+	for _, f := range flags {
+		const d = "vm_config's"
+		switch x := f.(type) {
+		case *cli.StringFlag:
+			x.DefaultText = d
+		case *cli.BoolFlag:
+			x.DefaultText = d
+		case *cli.IntFlag:
+			x.DefaultText = d
+		}
+	}
+	return flags
+}
