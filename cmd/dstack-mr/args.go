@@ -158,3 +158,40 @@ func legacyForm(args []string) (out []string, note string, ok bool) {
 	shown := append([]string{"dstack-mr"}, out[1:]...)
 	return out, "legacy command line; the same as: " + strings.Join(shown, " "), true
 }
+
+// hoistGlobalFlags moves the application's own flags (--log-level) to the front wherever they
+// appear, so "measure IMAGE --log-level debug" works like "--log-level debug measure IMAGE".
+func hoistGlobalFlags(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	valued := valueFlags(app.Flags)
+	global := map[string]bool{}
+	for _, f := range app.Flags {
+		for _, n := range f.Names() {
+			global[n] = true
+		}
+	}
+	var front, rest []string
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name := strings.TrimLeft(a, "-")
+		if j := strings.IndexByte(name, '='); j >= 0 {
+			name = name[:j]
+		}
+		if strings.HasPrefix(a, "-") && global[name] {
+			front = append(front, a)
+			if takesValue(a, valued) && i+1 < len(args) {
+				front = append(front, args[i+1])
+				i++
+			}
+			continue
+		}
+		rest = append(rest, a)
+	}
+	return append(append([]string{args[0]}, front...), rest...)
+}

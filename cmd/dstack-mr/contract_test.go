@@ -279,3 +279,19 @@ func TestCLIEdges(t *testing.T) {
 		t.Errorf("multi-shape output: %s", multi)
 	}
 }
+
+// --log-level works after the subcommand too, and debug says what was read and why each value
+// is what it is, on stderr only.
+func TestDebugLog(t *testing.T) {
+	_, plain, _ := runCLI("measure", "../../testdata/sample-image")
+	code, stdout, stderr := runCLI("measure", "../../testdata/sample-image", "--log-level", "debug")
+	if code != 0 || stdout != plain {
+		t.Fatalf("exit %d; stdout changed by --log-level", code)
+	}
+	for _, want := range []string{"read firmware ovmf-debian-2025.02-8+deb13u1.fd: 4194304 bytes, sha256 ", "machine: qemu 9.1.0 (upstream build, ACPI profile 9.1.0)",
+		"RTMR1 kernel", "setup header patched by QEMU (QEMU < 10.0)", "RTMR0 td-hob"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("debug log lacks %q", want)
+		}
+	}
+}

@@ -44,7 +44,7 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		log.Warn(note)
 		args = legacy
 	}
-	if err := app.Run(interspersed(app, args)); err != nil {
+	if err := app.Run(interspersed(app, hoistGlobalFlags(app, args))); err != nil {
 		log.Error(err)
 		var ee *exitError
 		if errors.As(err, &ee) {

@@ -46,6 +46,7 @@ func measureCommand(log *logrus.Logger) *cli.Command {
 				warnings = append(warnings, r.Warnings)
 			}
 			warnOnce(log, warnings)
+			logDecisions(log, results)
 			if c.Bool("json") {
 				if len(results) == 1 {
 					return printJSON(c.App.Writer, results[0])
@@ -257,4 +258,29 @@ func machineLine(r measureResult) string {
 	return fmt.Sprintf("qemu %s (%s build, ACPI profile %s), %d vCPU, %s, two-pass MRTD %v, PIC %v, SMM %v, %d NIC, %d verity volume, %d GPU, %d NVSwitch, hotplug off %v, root verity %v, pci-hole64 %s, hugepages %v, share %s, kernel patched %v",
 		m.QEMUVersion, m.QEMUBuild, m.ACPIProfile, r.CPU, r.Memory, m.TwoPassAddPages, m.PIC, m.SMM, m.NumNICs, m.NumVerityVolumes,
 		m.NumGPUs, m.NumNVSwitches, m.HotplugOff, m.RootVerity, hole, m.Hugepages, m.HostShareMode, m.KernelPatched)
+}
+
+// logDecisions says, at debug level, what was read and every decision behind each value: the
+// inputs with sizes and digests, the machine, and each measured event with where its bytes
+// came from (TD HOB size, CFV, kernel patch and why, ACPI profile, exact command line).
+func logDecisions(log *logrus.Logger, results []measureResult) {
+	if !log.IsLevelEnabled(logrus.DebugLevel) || len(results) == 0 {
+		return
+	}
+	in := results[0].Inputs
+	for _, f := range []struct {
+		role string
+		f    *fileJSON
+	}{{"firmware", &in.Firmware}, {"kernel", &in.Kernel}, {"initrd", in.Initrd}} {
+		if f.f != nil {
+			log.Debugf("read %s %s: %d bytes, sha256 %s, sha384 %s", f.role, f.f.Path, f.f.Size, f.f.SHA256, f.f.SHA384)
+		}
+	}
+	log.Debugf("command line %q", in.Cmdline)
+	for _, r := range results {
+		log.Debugf("machine: %s", machineLine(r))
+		for _, e := range r.EventLog {
+			log.Debugf("  RTMR%d %s %s: %s", e.IMR, e.Label, shortHex(e.Digest), e.Detail)
+		}
+	}
 }
