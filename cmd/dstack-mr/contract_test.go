@@ -295,3 +295,13 @@ func TestDebugLog(t *testing.T) {
 		}
 	}
 }
+
+func TestBareMemoryNumberHint(t *testing.T) {
+	code, stdout, stderr := runCLI("measure", "../../testdata/sample-image", "-m", "4096")
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "did you mean 4096M?") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	if code, _, stderr := runCLI("measure", "../../testdata/sample-image", "-m", "4294967296"); code != 0 {
+		t.Errorf("4 GiB in bytes: exit %d: %s", code, stderr)
+	}
+}

@@ -92,6 +92,11 @@ func machineShapes(c *cli.Context) ([]machineShape, error) {
 			if m == 0 {
 				return nil, fmt.Errorf("--memory %q: must be more than 0", ms)
 			}
+			if m < acpi.MinMemoryBytes && isDigits(ms) {
+				// Upstream dstack-mr reads a bare number as bytes; the original Go tool's -ram
+				// took MiB. Say which was meant rather than fail deep in the firmware layout.
+				return nil, fmt.Errorf("--memory %s: a bare number is bytes, and %d bytes cannot hold the firmware: did you mean %sM?", ms, m, ms)
+			}
 			for _, prev := range shapes {
 				if prev.Config.CPUs == n && prev.Config.MemoryBytes == m {
 					return nil, fmt.Errorf("--cpu/--memory: the shape %d vCPU, %s is listed twice", n, formatSize(m))
@@ -203,3 +208,12 @@ type flagTermsError struct{ err error }
 
 func (e flagTermsError) Error() string { return shapeKeyFlags.Replace(e.err.Error()) }
 func (e flagTermsError) Unwrap() error { return e.err }
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
