@@ -86,6 +86,8 @@ type Expectations struct {
 
 // Report is the outcome of Verify.
 type Report struct {
+	// SchemaVersion of the JSON form (schemas/verify.schema.json); set by the caller.
+	SchemaVersion int `json:"schema_version,omitempty"`
 	// Verified is true only when every check ran and passed (the quote's authenticity among
 	// them) and nothing required was left unchecked. The TCB status, which needs Intel's
 	// collateral, is listed as not checked but not required.

@@ -16,10 +16,11 @@ import (
 )
 
 type acpiResult struct {
-	TablesSHA384 string            `json:"tables_sha384"`
-	RSDPSHA384   string            `json:"rsdp_sha384"`
-	LoaderSHA384 string            `json:"loader_sha384"`
-	Tables       []acpi.TableEntry `json:"tables"`
+	SchemaVersion int               `json:"schema_version"`
+	TablesSHA384  string            `json:"tables_sha384"`
+	RSDPSHA384    string            `json:"rsdp_sha384"`
+	LoaderSHA384  string            `json:"loader_sha384"`
+	Tables        []acpi.TableEntry `json:"tables"`
 	// Warnings name what the value rests on beyond proof (acpi.MachineConfig.Warnings); never null.
 	Warnings    []string `json:"warnings"`
 	ToolVersion string   `json:"tool_version"`
@@ -60,12 +61,13 @@ func acpiCommand(log *logrus.Logger) *cli.Command {
 				log.Infof("wrote tables.bin, rsdp.bin, loader.bin to %s", dir)
 			}
 			res := acpiResult{
-				TablesSHA384: sha384Hex(blobs.Tables),
-				RSDPSHA384:   sha384Hex(blobs.RSDP),
-				LoaderSHA384: sha384Hex(blobs.Loader),
-				Tables:       blobs.List,
-				Warnings:     warnOnce(log, [][]string{shapes[0].Config.Warnings()}),
-				ToolVersion:  toolVersion(),
+				TablesSHA384:  sha384Hex(blobs.Tables),
+				RSDPSHA384:    sha384Hex(blobs.RSDP),
+				LoaderSHA384:  sha384Hex(blobs.Loader),
+				Tables:        blobs.List,
+				Warnings:      warnOnce(log, [][]string{shapes[0].Config.Warnings()}),
+				ToolVersion:   toolVersion(),
+				SchemaVersion: jsonSchemaVersion,
 			}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, res)

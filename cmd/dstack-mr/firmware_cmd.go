@@ -33,7 +33,7 @@ func firmwareCommand(log *logrus.Logger) *cli.Command {
 				if err != nil {
 					return fmt.Errorf("%s: %w", path, err)
 				}
-				full := firmwareReport{FirmwareReport: fw.Inspect(len(data)), Measurement: measurementSupport(data, fw), ToolVersion: toolVersion()}
+				full := firmwareReport{FirmwareReport: fw.Inspect(len(data)), Measurement: measurementSupport(data, fw), ToolVersion: toolVersion(), SchemaVersion: jsonSchemaVersion}
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, full)
 				}
@@ -46,6 +46,7 @@ func firmwareCommand(log *logrus.Logger) *cli.Command {
 
 // firmwareReport adds to the volume listing what the measurement makes of the image.
 type firmwareReport struct {
+	SchemaVersion int `json:"schema_version"`
 	*uefi.FirmwareReport
 	Measurement firmwareMeasurement `json:"measurement"`
 	ToolVersion string              `json:"tool_version"`

@@ -47,10 +47,11 @@ func imageCommand(log *logrus.Logger) *cli.Command {
 				hdr := kernelHeaderReport(img)
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, struct {
+						SchemaVersion int `json:"schema_version"`
 						*images.Inspection
 						KernelHeader kernelHeader `json:"kernel_header"`
 						ToolVersion  string       `json:"tool_version"`
-					}{rep, hdr, toolVersion()})
+					}{jsonSchemaVersion, rep, hdr, toolVersion()})
 				}
 				printInspection(c.App.Writer, rep)
 				fmt.Fprintf(c.App.Writer, "kernel header: canonical %v, declared normalized %v", hdr.Canonical, hdr.DeclaredNormalized)
@@ -117,7 +118,7 @@ func imageMeasurementCommand(log *logrus.Logger) *cli.Command {
 				return fmt.Errorf("--out: %w", err)
 			}
 			sum := sha256.Sum256(enc)
-			res := liteDocResult{Path: out, Size: len(enc), SHA256: hex.EncodeToString(sum[:]), Document: doc, ToolVersion: toolVersion(),
+			res := liteDocResult{SchemaVersion: jsonSchemaVersion, Path: out, Size: len(enc), SHA256: hex.EncodeToString(sum[:]), Document: doc, ToolVersion: toolVersion(),
 				SHA256SumLine: fmt.Sprintf("%s  %s", hex.EncodeToString(sum[:]), verify.LiteFileName)}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, res)
@@ -132,6 +133,7 @@ func imageMeasurementCommand(log *logrus.Logger) *cli.Command {
 }
 
 type liteDocResult struct {
+	SchemaVersion int                     `json:"schema_version"`
 	Path          string                  `json:"path"`
 	Size          int                     `json:"size"`
 	SHA256        string                  `json:"sha256"`

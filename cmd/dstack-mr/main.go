@@ -13,6 +13,10 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// jsonSchemaVersion is the schema_version of every JSON output (schemas/*.schema.json). It
+// changes when a key is removed or changes meaning; added keys keep it.
+const jsonSchemaVersion = 1
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 

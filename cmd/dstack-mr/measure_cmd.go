@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -26,7 +27,8 @@ func measureCommand(log *logrus.Logger) *cli.Command {
 			"per-image work (firmware parsing, kernel and initrd hashing) done once. A single shape\n" +
 			"prints one JSON object, several print an array.",
 		Flags: append(append(imageFlags(), machineFlags()...),
-			&cli.BoolFlag{Name: "json", Usage: "print JSON: registers, event log and input digests"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON: registers, event log and input digests (one shape: an object; several: an array)"},
+			&cli.BoolFlag{Name: "json-lines", Usage: "print one JSON object per shape, one per line (for batches)"},
 		),
 		Action: func(c *cli.Context) error {
 			shapes, err := machineShapes(c)
@@ -47,6 +49,15 @@ func measureCommand(log *logrus.Logger) *cli.Command {
 			}
 			warnOnce(log, warnings)
 			logDecisions(log, results)
+			if c.Bool("json-lines") {
+				enc := json.NewEncoder(c.App.Writer)
+				for _, r := range results {
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
 			if c.Bool("json") {
 				if len(results) == 1 {
 					return printJSON(c.App.Writer, results[0])
@@ -61,17 +72,18 @@ func measureCommand(log *logrus.Logger) *cli.Command {
 
 // measureResult is one shape's answer, as printed with --json.
 type measureResult struct {
-	MRTD        string      `json:"mrtd"`
-	RTMR0       string      `json:"rtmr0"`
-	RTMR1       string      `json:"rtmr1"`
-	RTMR2       string      `json:"rtmr2"`
-	CPU         int         `json:"cpu"`
-	Memory      string      `json:"memory"`
-	MemoryBytes uint64      `json:"memory_bytes"`
-	Machine     machineJSON `json:"machine"`
-	EventLog    []mr.Event  `json:"event_log"`
-	Inputs      inputsJSON  `json:"inputs"`
-	OSImageHash string      `json:"os_image_hash,omitempty"`
+	SchemaVersion int         `json:"schema_version"`
+	MRTD          string      `json:"mrtd"`
+	RTMR0         string      `json:"rtmr0"`
+	RTMR1         string      `json:"rtmr1"`
+	RTMR2         string      `json:"rtmr2"`
+	CPU           int         `json:"cpu"`
+	Memory        string      `json:"memory"`
+	MemoryBytes   uint64      `json:"memory_bytes"`
+	Machine       machineJSON `json:"machine"`
+	EventLog      []mr.Event  `json:"event_log"`
+	Inputs        inputsJSON  `json:"inputs"`
+	OSImageHash   string      `json:"os_image_hash,omitempty"`
 	// ChecksumsVerified: the image's files matched its complete sha256sum.txt (absent in raw
 	// mode); false only under --no-verify-checksums.
 	ChecksumsVerified *bool `json:"checksums_verified,omitempty"`
@@ -133,7 +145,7 @@ func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, er
 				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
 				Machine: describeMachine(&m, patched), EventLog: res.EventLog,
 				Inputs: img.describe, OSImageHash: img.osImageHash, ChecksumsVerified: img.checksumsVerified,
-				Warnings: warnings, ToolVersion: toolVersion(),
+				Warnings: warnings, ToolVersion: toolVersion(), SchemaVersion: jsonSchemaVersion,
 			}
 		}(i)
 	}

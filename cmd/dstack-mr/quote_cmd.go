@@ -84,7 +84,7 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 						return fmt.Errorf("--collateral %s: %w", c.String("collateral"), err)
 					}
 				}
-				res := quoteVerifyResult{Verification: v, ToolVersion: toolVersion(), TCBPolicy: policy.Name}
+				res := quoteVerifyResult{Verification: v, ToolVersion: toolVersion(), TCBPolicy: policy.Name, SchemaVersion: jsonSchemaVersion}
 				if verr != nil {
 					res.Error = verr.Error()
 				}
@@ -116,6 +116,7 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 }
 
 type quoteVerifyResult struct {
+	SchemaVersion int `json:"schema_version"`
 	*quote.Verification
 	// Error is set when the signature data cannot be read (the quote is then not authentic).
 	Error string `json:"error,omitempty"`

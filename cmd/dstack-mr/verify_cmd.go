@@ -68,7 +68,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			if err != nil {
 				return err
 			}
-			rep.ToolVersion = toolVersion()
+			rep.ToolVersion, rep.SchemaVersion = toolVersion(), jsonSchemaVersion
 			if c.Bool("json") {
 				if err := printJSON(c.App.Writer, rep); err != nil {
 					return err
