@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"unicode/utf16"
-
-	"github.com/ulikunitz/xz/lzma"
 )
 
 // Limits that keep hostile images from exhausting memory or the stack.
@@ -21,9 +18,6 @@ const (
 	maxNesting = 16
 	// maxObjects bounds the number of files+sections recorded for one image.
 	maxObjects = 1 << 18
-	// lzmaDictSlack keeps the dictionary a little above the bytes wanted, so the decoder's
-	// first fill (it stops within one maximal match of a full buffer) covers all of them.
-	lzmaDictSlack = 64 << 10
 )
 
 // PI FV header layout (PI spec vol. 3, EFI_FIRMWARE_VOLUME_HEADER).
@@ -130,6 +124,8 @@ type parser struct {
 	// inPrefix counts the cut-short LZMA outputs being parsed: inside one, volumes, files
 	// and sections that run past the end are cut short instead of rejected.
 	inPrefix int
+	// onLZMA, when set (tests), sees every LZMA stream before it is decoded.
+	onLZMA func(src []byte)
 }
 
 func (p *parser) prefix() bool { return p.inPrefix > 0 }
@@ -473,6 +469,9 @@ func (p *parser) unsupported(f *File, s *Section, what string) {
 // lzma decodes EDK2's LzmaCompress output: a standard LZMA "alone" stream
 // (properties byte, 32-bit dictionary size, 64-bit uncompressed size).
 func (p *parser) lzma(src []byte) (out []byte, cut bool, err error) {
+	if p.onLZMA != nil {
+		p.onLZMA(src)
+	}
 	const headerLen = 13
 	if len(src) < headerLen {
 		return nil, false, fmt.Errorf("header truncated: %d bytes", len(src))
@@ -492,28 +491,12 @@ func (p *parser) lzma(src []byte) (out []byte, cut bool, err error) {
 		want, cut = p.decodeLimit, true
 		p.truncated = true
 	}
-	// The decoder allocates the declared dictionary up front, and decodes until that
-	// buffer is full before handing anything out. No match can reach further back than
-	// the bytes produced so far, so a dictionary just larger than what is wanted (the
-	// whole output, or a prefix) decodes those bytes identically, and no more.
-	hdr := append([]byte(nil), src[:headerLen]...)
-	if dict, need := uint64(binary.LittleEndian.Uint32(hdr[1:])), uint64(want)+lzmaDictSlack; dict > need {
-		binary.LittleEndian.PutUint32(hdr[1:], uint32(max(need, lzma.MinDictCap)))
-	}
-	r, err := lzma.NewReader(io.MultiReader(bytes.NewReader(hdr), bytes.NewReader(src[headerLen:])))
+	out, err = decodeLZMAAlone(src, int(want))
 	if err != nil {
 		return nil, false, err
 	}
-	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(r, want))
-	if err != nil {
-		return nil, false, err
-	}
-	if n != want {
-		return nil, false, fmt.Errorf("stream ended after %#x of %#x declared bytes", n, size)
-	}
-	p.decompressed += n
-	return buf.Bytes(), cut, nil
+	p.decompressed += want
+	return out, cut, nil
 }
 
 // utf16z decodes a NUL-terminated UTF-16LE string (a user-interface section).
