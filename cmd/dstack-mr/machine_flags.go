@@ -22,7 +22,7 @@ func machineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "2G", Category: machineCategory,
 			Usage: "guest memory: bytes or K/M/G/T (binary); a comma-separated list measures several shapes. Default as upstream dstack-mr"},
 		&cli.StringFlag{Name: "qemu-version", Value: "9.1.0", Category: machineCategory,
-			Usage: "QEMU version X.Y.Z the VM runs on, 8.0 to 11.1.x (11.1: dstack's production QEMU): 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off"},
+			Usage: "QEMU version X.Y.Z the VM runs on, 8.0 to 11.1.x (11.1: dstack's production QEMU): 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off. Default: what dstack-mr assumes when a vm_config names no version"},
 		&cli.BoolFlag{Name: "assume-newest-acpi-profile", Category: machineCategory,
 			Usage: "build a QEMU release newer than the newest ACPI profile (11.1) with that profile instead of refusing it; the output then carries a warning"},
 		&cli.BoolFlag{Name: "two-pass-add-pages", Category: machineCategory, DefaultText: "from --qemu-version",
