@@ -289,7 +289,7 @@ func TestDebugLog(t *testing.T) {
 		t.Fatalf("exit %d; stdout changed by --log-level", code)
 	}
 	for _, want := range []string{"read firmware ovmf-debian-2025.02-8+deb13u1.fd: 4194304 bytes, sha256 ", "machine: qemu 9.1.0 (upstream build, ACPI profile 9.1.0)",
-		"RTMR1 kernel", "setup header patched by QEMU (QEMU < 10.0)", "RTMR0 td-hob"} {
+		"RTMR1 kernel", "setup header patched by QEMU (QEMU < 10.0)", "RTMR0 td-hob", "firmware traits: CC measurement true"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("debug log lacks %q", want)
 		}

@@ -39,7 +39,7 @@ func measureCommand(log *logrus.Logger) *cli.Command {
 			if err != nil {
 				return err
 			}
-			results, err := measureShapes(img, shapes)
+			results, err := measureShapes(img, shapes, log)
 			if err != nil {
 				return err
 			}
@@ -105,10 +105,16 @@ func describeMachine(m *mr.Machine, kernelPatched bool) machineJSON {
 
 // measureShapes prepares the image once and measures every shape, in parallel, keeping the
 // order of the shapes. The first error wins; nothing is printed on error.
-func measureShapes(img *loadedImage, shapes []machineShape) ([]measureResult, error) {
+func measureShapes(img *loadedImage, shapes []machineShape, log *logrus.Logger) ([]measureResult, error) {
 	prepared, err := img.prepare()
 	if err != nil {
 		return nil, err
+	}
+	if log.IsLevelEnabled(logrus.DebugLevel) {
+		if tr, err := prepared.Firmware.Traits(); err == nil {
+			log.Debugf("firmware traits: CC measurement %v, Secure Boot support %v, SMM %v, fw_cfg measurement %v, load options %s, named kernel blobs %v; kernel header normalized %v",
+				tr.CCMeasurement, tr.SecureBootCapable, tr.SMMRequired, tr.FwCfgMeasurement, tr.LoadOptions, tr.NamedKernelBlobs, prepared.KernelHeaderNormalized)
+		}
 	}
 	results := make([]measureResult, len(shapes))
 	errs := make([]error, len(shapes))
