@@ -75,16 +75,7 @@ func TestImageMeasurementCommand(t *testing.T) {
 // metadata.json's firmware generation and normalized-kernel flag: stable202505 is refused by
 // name; kernel_header_normalized measures the kernel as shipped on every QEMU version.
 func TestMetadataFirmwareGenerationAndNormalizedKernel(t *testing.T) {
-	dir := t.TempDir()
-	for _, f := range []string{"ovmf-debian-2025.02-8+deb13u1.fd", "bzImage-6.1.0-56-amd64", "initrd-small.cpio.gz"} {
-		b, err := os.ReadFile(filepath.Join("../../testdata/sample-image", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := copySample(t, nil, "ovmf-debian-2025.02-8+deb13u1.fd", "bzImage-6.1.0-56-amd64", "initrd-small.cpio.gz")
 	meta, err := os.ReadFile("../../testdata/sample-image/metadata.json")
 	if err != nil {
 		t.Fatal(err)
@@ -162,17 +153,12 @@ func TestMeasureQEMUBuildWarning(t *testing.T) {
 // A kernel shipped with the canonical header (as normalized images ship it) is reported so by
 // image inspect, and the sample's plain kernel is not.
 func TestImageInspectKernelHeader(t *testing.T) {
-	dir := t.TempDir()
-	for _, f := range []string{"ovmf-debian-2025.02-8+deb13u1.fd", "initrd-small.cpio.gz", "metadata.json"} {
-		b, err := os.ReadFile(filepath.Join("../../testdata/sample-image", f))
-		if err != nil {
-			t.Fatal(err)
+	dir := copySample(t, func(name string, b []byte) []byte {
+		if name == "metadata.json" {
+			return []byte(strings.Replace(string(b), "{", `{"kernel_header_normalized": true,`, 1))
 		}
-		if f == "metadata.json" {
-			b = []byte(strings.Replace(string(b), "{", `{"kernel_header_normalized": true,`, 1))
-		}
-		os.WriteFile(filepath.Join(dir, f), b, 0o644)
-	}
+		return b
+	}, "ovmf-debian-2025.02-8+deb13u1.fd", "initrd-small.cpio.gz", "metadata.json")
 	kernel, err := os.ReadFile("../../testdata/sample-image/bzImage-6.1.0-56-amd64")
 	if err != nil {
 		t.Fatal(err)
@@ -204,4 +190,24 @@ func TestImageInspectKernelHeader(t *testing.T) {
 			t.Errorf("%s: canonical %v", tc.dir, r.KernelHeader.Canonical)
 		}
 	}
+}
+
+// copySample copies the named files of the bundled sample image into a new directory, each
+// through edit when given.
+func copySample(t *testing.T, edit func(name string, b []byte) []byte, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range names {
+		b, err := os.ReadFile(filepath.Join("../../testdata/sample-image", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if edit != nil {
+			b = edit(f, b)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
