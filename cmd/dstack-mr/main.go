@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -97,29 +98,45 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 // toolVersion names this build for published values and audit logs: the -ldflags version if
 // set, else the module version Go recorded, plus the VCS revision the binary was built from.
 func toolVersion() string {
-	v := version
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return v
+		return version
 	}
-	if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	var rev, modified string
+	var rev string
+	var modified bool
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
 			rev = s.Value
 		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
+			modified = s.Value == "true"
 		}
 	}
-	if rev != "" {
-		v += " (" + rev + modified + ")"
+	return formatToolVersion(version, bi.Main.Version, rev, modified)
+}
+
+// formatToolVersion appends the revision unless the version already names it: Go's
+// pseudo-versions (v0.0.0-<time>-<rev12>[+dirty]) carry a revision prefix, and repeating it only
+// makes the string harder to compare.
+func formatToolVersion(ldflagsVersion, moduleVersion, rev string, modified bool) string {
+	v := ldflagsVersion
+	if v == "dev" && moduleVersion != "" && moduleVersion != "(devel)" {
+		v = moduleVersion
 	}
-	return v
+	if rev == "" {
+		return v
+	}
+	named := len(rev) >= 12 && strings.Contains(v, rev[:12])
+	switch {
+	case named && modified && !strings.HasSuffix(v, "+dirty"):
+		return v + "+dirty"
+	case named:
+		return v
+	case modified:
+		return v + " (" + rev + "+dirty)"
+	default:
+		return v + " (" + rev + ")"
+	}
 }
 
 // usageError reports a command-line mistake without printing help to stdout: stdout carries

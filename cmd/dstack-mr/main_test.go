@@ -163,3 +163,28 @@ func TestBadInputFails(t *testing.T) {
 		})
 	}
 }
+
+func TestFormatToolVersion(t *testing.T) {
+	const rev = "9e913fc18b3092e6e5d614d021f71cd24c8ed407"
+	pseudo := "v0.0.0-20261130171819-9e913fc18b30"
+	for _, tc := range []struct {
+		name, ldflags, module, rev string
+		modified                   bool
+		want                       string
+	}{
+		{"no build info", "dev", "", "", false, "dev"},
+		{"go run", "dev", "(devel)", rev, false, "dev (" + rev + ")"},
+		{"go run, dirty", "dev", "(devel)", rev, true, "dev (" + rev + "+dirty)"},
+		{"pseudo-version names the revision", "dev", pseudo, rev, false, pseudo},
+		{"dirty pseudo-version stamped by Go", "dev", pseudo + "+dirty", rev, true, pseudo + "+dirty"},
+		{"dirty pseudo-version not stamped", "dev", pseudo, rev, true, pseudo + "+dirty"},
+		{"release via -ldflags", "v1.2.0", pseudo, rev, false, "v1.2.0 (" + rev + ")"},
+		{"tagged module", "dev", "v1.2.0", rev, false, "v1.2.0 (" + rev + ")"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := formatToolVersion(tc.ldflags, tc.module, tc.rev, tc.modified); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
