@@ -65,6 +65,14 @@ const (
 	QEMUBuildDstackFork QEMUBuild = "dstack-fork"
 )
 
+// OrUpstream names the build an empty QEMUBuild means.
+func (b QEMUBuild) OrUpstream() QEMUBuild {
+	if b == "" {
+		return QEMUBuildUpstream
+	}
+	return b
+}
+
 // TwoPass resolves the MRTD page-add order.
 func (m *Machine) TwoPass() bool {
 	if m.TwoPassAddPages != nil {
@@ -326,6 +334,39 @@ func (im *Image) kernelPatched(m Machine) (bool, string, error) {
 	return true, "QEMU < 10.0", nil
 }
 
+// OtherQEMUBuild returns m under the other QEMU build, and whether the two builds measure its
+// kernel differently (one patches the setup header, the other does not). Only RTMR1 can differ:
+// vm_config declares a QEMU version, not which code base loads the kernel.
+func (im *Image) OtherQEMUBuild(m Machine) (alt Machine, differs bool, err error) {
+	alt = m
+	alt.QEMUBuild = QEMUBuildDstackFork
+	if m.QEMUBuild == QEMUBuildDstackFork {
+		alt.QEMUBuild = QEMUBuildUpstream
+	}
+	p1, err := im.KernelPatched(m)
+	if err != nil {
+		return alt, false, err
+	}
+	p2, err := im.KernelPatched(alt)
+	if err != nil {
+		return alt, false, err
+	}
+	return alt, p1 != p2, nil
+}
+
+// RTMR1 computes RTMR1 alone, without building the ACPI tables RTMR0 needs.
+func (im *Image) RTMR1(m Machine) (string, error) {
+	ev, err := im.RTMR1Events(m)
+	if err != nil {
+		return "", err
+	}
+	v, err := replayEvents(ev, 1)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(v), nil
+}
+
 // RTMR2Events returns the Linux EFI stub's tagged events: its LoadOptions, laid out as the
 // firmware's kernel loader builds them, then the initrd it loaded through OVMF's LoadFile2.
 // OVMF offers no initrd when its size is 0 (and then adds no "initrd=initrd" either).
@@ -435,13 +476,10 @@ type MachineReport struct {
 func (m *Machine) Report() MachineReport {
 	r := MachineReport{
 		CPUCount: m.CPUs, MemorySize: m.MemoryBytes, QEMUVersion: m.QEMUVersion.String(), ACPIProfile: m.ProfileVersion().String(),
-		QEMUBuild: m.QEMUBuild, TwoPassAddPages: m.TwoPass(), PIC: m.PICEnabled(), SMM: m.SMM,
+		QEMUBuild: m.QEMUBuild.OrUpstream(), TwoPassAddPages: m.TwoPass(), PIC: m.PICEnabled(), SMM: m.SMM,
 		NumNICs: m.NumNICs, NumVerityVolumes: m.NumVerityVolumes, NumGPUs: m.NumGPUs, NumNVSwitches: m.NumNVSwitches,
 		HotplugOff: m.HotplugOff, RootVerity: m.RootVerity, Hugepages: m.Hugepages, HostShareMode: string(m.HostShareMode),
 		NUMANodes: m.NUMANodes,
-	}
-	if r.QEMUBuild == "" {
-		r.QEMUBuild = QEMUBuildUpstream
 	}
 	if m.PCIHole64SizeSet {
 		v := m.PCIHole64Size

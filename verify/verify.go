@@ -771,33 +771,20 @@ func liteExpectedForQuote(r *Report, lm *LiteMeasurement, m *mr.Machine, acpiDig
 // only it matches the quote's RTMR1, and the report names the build that matched.
 func tryOtherQEMUBuild(r *Report, im *mr.Image, m *mr.Machine, meas *mr.Measurement, fixed bool) *mr.Measurement {
 	actual := hex.EncodeToString(r.Registers["rtmr1"].Actual)
-	if fixed || m.NoKernelPatch != nil || im.KernelHeaderNormalized || meas.RTMR1 == actual {
+	if fixed || meas.RTMR1 == actual {
 		return meas
 	}
-	alt := *m
-	alt.QEMUBuild = mr.QEMUBuildDstackFork
-	if m.QEMUBuild == mr.QEMUBuildDstackFork {
-		alt.QEMUBuild = mr.QEMUBuildUpstream
-	}
-	p1, err1 := im.KernelPatched(*m)
-	p2, err2 := im.KernelPatched(alt)
-	if err1 != nil || err2 != nil || p1 == p2 {
+	alt, differs, err := im.OtherQEMUBuild(*m)
+	if err != nil || !differs {
 		return meas
 	}
 	other, err := im.Measure(alt)
 	if err != nil || other.RTMR1 != actual {
 		return meas
 	}
-	r.check("qemu-build", true, "the quote's RTMR1 matches the kernel as %s QEMU loads it on QEMU %s, not as %s QEMU does", alt.QEMUBuild, m.QEMUVersion, orUpstream(m.QEMUBuild))
+	r.check("qemu-build", true, "the quote's RTMR1 matches the kernel as %s QEMU loads it on QEMU %s, not as %s QEMU does", alt.QEMUBuild, m.QEMUVersion, m.QEMUBuild.OrUpstream())
 	*m = alt
 	return other
-}
-
-func orUpstream(b mr.QEMUBuild) mr.QEMUBuild {
-	if b == "" {
-		return mr.QEMUBuildUpstream
-	}
-	return b
 }
 
 func errOr(err error, ok string) string {

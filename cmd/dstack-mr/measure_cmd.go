@@ -140,7 +140,7 @@ func measureShapes(img *loadedImage, shapes []machineShape, log *logrus.Logger) 
 				return
 			}
 			warnings := append([]string{}, m.Warnings()...)
-			if w, err := otherBuildWarning(prepared, m, res.RTMR1); err != nil {
+			if w, err := otherBuildWarning(prepared, m, patched, res.RTMR1); err != nil {
 				errs[i] = err
 				return
 			} else if w != "" {
@@ -208,34 +208,19 @@ var _ = strings.TrimSpace
 var _ = acpi.ErrNotSupported
 
 // otherBuildWarning names RTMR1 under the other QEMU build when the two disagree about the
-// kernel patch: vm_config declares a version, not which code base loads the kernel.
-func otherBuildWarning(im *mr.Image, m mr.Machine, rtmr1 string) (string, error) {
-	if m.NoKernelPatch != nil || im.KernelHeaderNormalized {
-		return "", nil
-	}
-	alt := m
-	alt.QEMUBuild = mr.QEMUBuildDstackFork
-	if m.QEMUBuild == mr.QEMUBuildDstackFork {
-		alt.QEMUBuild = mr.QEMUBuildUpstream
-	}
-	p1, err := im.KernelPatched(m)
-	if err != nil {
+// kernel patch (patched: whether m's build patches it).
+func otherBuildWarning(im *mr.Image, m mr.Machine, patched bool, rtmr1 string) (string, error) {
+	alt, differs, err := im.OtherQEMUBuild(m)
+	if err != nil || !differs {
 		return "", err
 	}
-	p2, err := im.KernelPatched(alt)
-	if err != nil || p1 == p2 {
+	altRTMR1, err := im.RTMR1(alt)
+	if err != nil || altRTMR1 == rtmr1 {
 		return "", err
-	}
-	res, err := im.Measure(alt)
-	if err != nil {
-		return "", err
-	}
-	if res.RTMR1 == rtmr1 {
-		return "", nil
 	}
 	return fmt.Sprintf("qemu-build: on QEMU %s the kernel is measured %s by %s QEMU but %s by %s QEMU, whose RTMR1 would be %s; "+
 		"pass --qemu-build for the hosts the VM runs on (dstack's production hosts run dstack-fork), or ship a normalized kernel",
-		m.QEMUVersion, patchWord(p1), buildName(m.QEMUBuild), patchWord(p2), buildName(alt.QEMUBuild), res.RTMR1), nil
+		m.QEMUVersion, patchWord(patched), m.QEMUBuild.OrUpstream(), patchWord(!patched), alt.QEMUBuild, altRTMR1), nil
 }
 
 func patchWord(p bool) string {
@@ -243,13 +228,6 @@ func patchWord(p bool) string {
 		return "patched"
 	}
 	return "unpatched"
-}
-
-func buildName(b mr.QEMUBuild) string {
-	if b == "" {
-		return string(mr.QEMUBuildUpstream)
-	}
-	return string(b)
 }
 
 func orDash(s string) string {
