@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/images"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 	"github.com/dstack-mr/dstack-mr/pe"
 )
@@ -40,6 +41,16 @@ type Inputs struct {
 	Initrd   *InitrdDigest // nil: no -initrd
 	// KernelHeaderNormalized: see Image.KernelHeaderNormalized.
 	KernelHeaderNormalized bool
+}
+
+// InputsFromImage takes the boot components of an image opened by package images: the files as
+// read, the initrd by the digest the reader streamed, and metadata.json's declarations.
+func InputsFromImage(img *images.Image) Inputs {
+	in := Inputs{Firmware: img.Firmware, Kernel: img.Kernel, Cmdline: img.Cmdline, KernelHeaderNormalized: img.Metadata.KernelHeaderNormalized}
+	if img.Initrd != nil {
+		in.Initrd = &InitrdDigest{Size: img.Initrd.Size, SHA384: img.Initrd.SHA384}
+	}
+	return in
 }
 
 // Machine is the VM shape and QEMU behaviour a measurement is for.

@@ -12,11 +12,8 @@ import (
 // directory or release tarball), and, when the image has a sha256sum.txt, checks
 // vm_config.os_image_hash against its os_image_hash.
 func (o *Options) UseImage(img *images.Image) error {
-	in := &mr.Inputs{Firmware: img.Firmware, Kernel: img.Kernel, Cmdline: img.Cmdline, KernelHeaderNormalized: img.Metadata.KernelHeaderNormalized}
-	if img.Initrd != nil {
-		in.Initrd = &mr.InitrdDigest{Size: img.Initrd.Size, SHA384: img.Initrd.SHA384}
-	}
-	o.Image = in
+	in := mr.InputsFromImage(img)
+	o.Image = &in
 	o.ImageOSImageHash = nil
 	if img.OSImageHash != "" {
 		h, err := hex.DecodeString(img.OSImageHash)

@@ -98,11 +98,12 @@ func imageMeasurementCommand(log *logrus.Logger) *cli.Command {
 			if _, err := os.Lstat(out); err == nil {
 				return fmt.Errorf("--out %s exists: remove it or choose another name", out)
 			}
-			li, err := loadImageArg(c, c.Args().First(), log)
+			// Only the measurement's inputs: the document reports no file digests.
+			img, err := openMeasuredImage(c, c.Args().First(), log)
 			if err != nil {
 				return err
 			}
-			im, err := li.prepare()
+			im, err := mr.Prepare(mr.InputsFromImage(img))
 			if err != nil {
 				return err
 			}

@@ -39,8 +39,6 @@ type loadedImage struct {
 	osImageHash string
 	// checksumsVerified: every measured file matched sha256sum.txt (nil in raw mode).
 	checksumsVerified *bool
-	// kernelHeaderNormalized: metadata.json kernel_header_normalized, or --kernel-header-normalized.
-	kernelHeaderNormalized bool
 	// pendingInitrd, when set, delivers the initrd digest being computed in the background
 	// (raw mode), so that hashing a large initrd overlaps with parsing the firmware.
 	pendingInitrd chan initrdResult
@@ -92,7 +90,7 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 		return nil, fmt.Errorf("kernel %s: %w", li.describe.Kernel.Path, kerr)
 	}
 	return &mr.Image{Firmware: fw.fw, Kernel: kernel, Cmdline: li.inputs.Cmdline, Initrd: li.inputs.Initrd,
-		KernelHeaderNormalized: li.kernelHeaderNormalized}, nil
+		KernelHeaderNormalized: li.inputs.KernelHeaderNormalized}, nil
 }
 
 type fileJSON struct {
@@ -150,7 +148,7 @@ func loadImage(c *cli.Context, log *logrus.Logger) (*loadedImage, error) {
 	if err != nil {
 		return nil, err
 	}
-	li.kernelHeaderNormalized = c.Bool("kernel-header-normalized")
+	li.inputs.KernelHeaderNormalized = c.Bool("kernel-header-normalized")
 	return li, nil
 }
 
@@ -186,12 +184,13 @@ func openRegular(flag, path string, limit int64) (*os.File, int64, error) {
 }
 
 func readRegular(flag, path string, limit int64) ([]byte, error) {
-	f, size, err := openRegular(flag, path, limit)
+	f, _, err := openRegular(flag, path, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, size+1))
+	// Read to the limit, not the size: a file growing while read is either read whole or refused.
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("--%s %s: %w", flag, path, err)
 	}
@@ -310,7 +309,9 @@ func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, 
 	return img, nil
 }
 
-func loadImageArg(c *cli.Context, path string, log *logrus.Logger) (*loadedImage, error) {
+// openMeasuredImage opens IMAGE for a command that measures it: refused when its firmware
+// generation is not modelled or its metadata contradicts --kernel-header-normalized.
+func openMeasuredImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, error) {
 	img, err := openImage(c, path, log)
 	if err != nil {
 		return nil, err
@@ -321,9 +322,15 @@ func loadImageArg(c *cli.Context, path string, log *logrus.Logger) (*loadedImage
 	if c.IsSet("kernel-header-normalized") && c.Bool("kernel-header-normalized") != img.Metadata.KernelHeaderNormalized {
 		return nil, fmt.Errorf("--kernel-header-normalized=%v contradicts the image's metadata.json (kernel_header_normalized %v)", c.Bool("kernel-header-normalized"), img.Metadata.KernelHeaderNormalized)
 	}
-	li := fromImage(img)
-	li.kernelHeaderNormalized = img.Metadata.KernelHeaderNormalized
-	return li, nil
+	return img, nil
+}
+
+func loadImageArg(c *cli.Context, path string, log *logrus.Logger) (*loadedImage, error) {
+	img, err := openMeasuredImage(c, path, log)
+	if err != nil {
+		return nil, err
+	}
+	return fromImage(img), nil
 }
 
 // checkOVMFVariant refuses firmware generations whose RTMR0 is not modelled.
@@ -340,7 +347,7 @@ func checkOVMFVariant(v string) error {
 
 func fromImage(img *images.Image) *loadedImage {
 	li := &loadedImage{
-		inputs:      mr.Inputs{Firmware: img.Firmware, Kernel: img.Kernel, Cmdline: img.Cmdline},
+		inputs:      mr.InputsFromImage(img),
 		osImageHash: img.OSImageHash,
 		checksumsVerified: func() *bool {
 			ok := img.Checksums.Status == images.StatusOK
@@ -354,7 +361,6 @@ func fromImage(img *images.Image) *loadedImage {
 		},
 	}
 	if img.Initrd != nil {
-		li.inputs.Initrd = &mr.InitrdDigest{Size: img.Initrd.Size, SHA384: img.Initrd.SHA384}
 		li.describe.Initrd = &fileJSON{Path: img.Metadata.Initrd, Size: img.Initrd.Size,
 			SHA256: hex.EncodeToString(img.Initrd.SHA256), SHA384: hex.EncodeToString(img.Initrd.SHA384)}
 	}

@@ -143,12 +143,9 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	case c.NArg() == 1 && opts.LiteMeasurement != nil:
 		return nil, fmt.Errorf("give IMAGE (full mode) or --measurement (lite mode), not both")
 	case c.NArg() == 1:
-		img, err := openImage(c, c.Args().First(), log)
+		img, err := openMeasuredImage(c, c.Args().First(), log)
 		if err != nil {
 			return nil, err
-		}
-		if err := checkOVMFVariant(img.Metadata.OVMFVariant); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Args().First(), err)
 		}
 		if err := opts.UseImage(img); err != nil {
 			return nil, err
