@@ -12,12 +12,13 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/dstack-mr/dstack-mr/images"
 	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
 // LiteFileName is the measurement document's file name inside an image and in sha256sum.txt.
-const LiteFileName = "measurement.tdx.cbor"
+const LiteFileName = images.MeasurementDocName
 
 // LiteVersion is the oldest measurement.tdx.cbor schema version with a version key; 4 is the
 // current one (dstack-types), which adds the plain command line and the normalized-kernel flag.

@@ -20,13 +20,19 @@ import (
 const imageCategory = "Image"
 
 func imageFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "firmware", Category: imageCategory, Usage: "OVMF/TDVF firmware file (raw mode, instead of IMAGE)"},
 		&cli.StringFlag{Name: "kernel", Category: imageCategory, Usage: "Linux bzImage (raw mode)"},
 		&cli.StringFlag{Name: "initrd", Category: imageCategory, Usage: "initramfs (raw mode; omit for no initrd)"},
 		&cli.StringFlag{Name: "cmdline", Category: imageCategory, Usage: "kernel command line as given to QEMU -append (raw mode)"},
 		&cli.BoolFlag{Name: "kernel-header-normalized", Category: imageCategory, DefaultText: "from metadata.json (raw mode: false)",
 			Usage: "the kernel ships with the canonical setup header and the firmware normalizes it: measured as shipped on every QEMU (metadata.json kernel_header_normalized)"},
+	}, imageReadFlags()...)
+}
+
+// imageReadFlags are how IMAGE is read; verify, which takes no raw files, has only these.
+func imageReadFlags() []cli.Flag {
+	return []cli.Flag{
 		&cli.BoolFlag{Name: "no-verify-checksums", Category: imageCategory, Usage: "do not fail when files differ from sha256sum.txt or digest.txt (DANGEROUS)"},
 		&cli.StringFlag{Name: "extract", Category: imageCategory, Usage: "also extract a release tarball into this new or empty directory"},
 	}

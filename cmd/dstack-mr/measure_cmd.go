@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/dstack-mr/dstack-mr/acpi"
 	"github.com/dstack-mr/dstack-mr/mr"
 )
 
@@ -118,6 +116,7 @@ func measureShapes(img *loadedImage, shapes []machineShape, log *logrus.Logger) 
 	}
 	results := make([]measureResult, len(shapes))
 	errs := make([]error, len(shapes))
+	version := toolVersion()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for i := range shapes {
@@ -151,7 +150,7 @@ func measureShapes(img *loadedImage, shapes []machineShape, log *logrus.Logger) 
 				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
 				Machine: describeMachine(&m, patched), EventLog: res.EventLog,
 				Inputs: img.describe, OSImageHash: img.osImageHash, ChecksumsVerified: img.checksumsVerified,
-				Warnings: warnings, ToolVersion: toolVersion(), SchemaVersion: jsonSchemaVersion,
+				Warnings: warnings, ToolVersion: version, SchemaVersion: jsonSchemaVersion,
 			}
 		}(i)
 	}
@@ -165,36 +164,37 @@ func measureShapes(img *loadedImage, shapes []machineShape, log *logrus.Logger) 
 }
 
 func printMeasurements(w io.Writer, results []measureResult) {
+	if len(results) == 0 {
+		return
+	}
+	single := len(results) == 1
 	for i, r := range results {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		if len(results) > 1 {
+		if !single {
 			fmt.Fprintf(w, "cpu %d, memory %s\n", r.CPU, r.Memory)
 		}
 		fmt.Fprintf(w, "MRTD:  %s\nRTMR0: %s\nRTMR1: %s\nRTMR2: %s\n", r.MRTD, r.RTMR0, r.RTMR1, r.RTMR2)
-		if len(results) > 1 {
+		if !single {
 			fmt.Fprintf(w, "machine: %s\n", machineLine(r))
 		}
 	}
-	if len(results) > 1 {
-		r := results[0]
-		if r.OSImageHash != "" || (r.ChecksumsVerified != nil && !*r.ChecksumsVerified) {
-			fmt.Fprintf(w, "\nos_image_hash: %s%s\n", orDash(r.OSImageHash), checksumNote(r))
-		}
-	}
-	if len(results) == 1 {
-		r := results[0]
+	r := results[0]
+	if single {
 		fmt.Fprintf(w, "\nmachine: %s\n", machineLine(r))
 		fmt.Fprintln(w, "events:")
 		for _, e := range r.EventLog {
 			fmt.Fprintf(w, "  RTMR%d %-40s %s\n", e.IMR, e.Label, shortHex(e.Digest))
 		}
-		if r.OSImageHash != "" || (r.ChecksumsVerified != nil && !*r.ChecksumsVerified) {
-			fmt.Fprintf(w, "os_image_hash: %s%s\n", orDash(r.OSImageHash), checksumNote(r))
-		}
 	}
-
+	// The inputs are the same for every shape: their identity is printed once.
+	if r.OSImageHash != "" || checksumNote(r) != "" {
+		if !single {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "os_image_hash: %s%s\n", orDash(r.OSImageHash), checksumNote(r))
+	}
 }
 
 func shortHex(s string) string {
@@ -203,9 +203,6 @@ func shortHex(s string) string {
 	}
 	return s
 }
-
-var _ = strings.TrimSpace
-var _ = acpi.ErrNotSupported
 
 // otherBuildWarning names RTMR1 under the other QEMU build when the two disagree about the
 // kernel patch (patched: whether m's build patches it).

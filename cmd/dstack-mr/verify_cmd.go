@@ -12,7 +12,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/dstack-mr/dstack-mr/acpi"
 	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 	"github.com/dstack-mr/dstack-mr/verify"
@@ -58,7 +57,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-		}, imageFlags()[5:]...), verifyMachineFlags()...),
+		}, imageReadFlags()...), verifyMachineFlags()...),
 		Action: func(c *cli.Context) error {
 			opts, err := verifyOptions(c, log)
 			if err != nil {
@@ -300,8 +299,6 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 		fmt.Fprintf(w, "  [ -- ] %s%s: %s\n", nc.Name, req, nc.Reason)
 	}
 }
-
-var _ = acpi.ErrNotSupported
 
 // verifyMachineFlags are the VM shape flags as verify uses them: overrides of vm_config, so
 // their defaults are vm_config's (or its defaults when a key is absent), not the flag defaults.
