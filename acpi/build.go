@@ -176,7 +176,7 @@ func checkDSDT(d []byte) error {
 // names the assumption and how to remove it. Build succeeding does not make them go away.
 func (c *MachineConfig) Warnings() []string {
 	var w []string
-	if c.AssumeNewestProfile && c.QEMUVersion.NewerThanNewestProfile() {
+	if c.NewestProfileAssumed() {
 		n := NewestProfile()
 		w = append(w, fmt.Sprintf("acpi-profile: QEMU %s is newer than the newest ACPI profile (%d.%d); the tables were built with the %d.%d profile, "+
 			"so a mismatch of the ACPI digests may mean QEMU %d.%d changed the ACPI ABI, not tampering",

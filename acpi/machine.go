@@ -136,10 +136,16 @@ func (c *MachineConfig) PICEnabled() bool {
 // ProfileVersion is the QEMU version whose ACPI profile the tables are built with: the
 // configured one, or the newest profile's for a newer release under AssumeNewestProfile.
 func (c *MachineConfig) ProfileVersion() Version {
-	if c.AssumeNewestProfile && c.QEMUVersion.NewerThanNewestProfile() {
+	if c.NewestProfileAssumed() {
 		return NewestProfile()
 	}
 	return c.QEMUVersion
+}
+
+// NewestProfileAssumed reports whether the tables stand on an assumption: the configured QEMU
+// is newer than every profile and AssumeNewestProfile lets the newest one build them.
+func (c *MachineConfig) NewestProfileAssumed() bool {
+	return c.AssumeNewestProfile && c.QEMUVersion.NewerThanNewestProfile()
 }
 
 // profile is the ACPI profile of the configured QEMU version (profile.go). Versions without one
@@ -147,12 +153,6 @@ func (c *MachineConfig) ProfileVersion() Version {
 func (c *MachineConfig) profile() profile {
 	p, _ := c.ProfileVersion().acpiProfile()
 	return p
-}
-
-// compat91 reports whether dstack's QEMU emulates the pre-9.2 ACPI layout for this version
-// (its QEMU_ACPI_COMPAT_VER cut-off: every version below 9.2.0).
-func (c *MachineConfig) compat91() bool {
-	return c.profile().legacyISAOverrides
 }
 
 // Guest-physical layout constants of QEMU's pc/q35 machine (hw/i386/pc.c, pc_q35.c).

@@ -76,9 +76,12 @@ func (k *Kernel) Digest(p pe.BootParams, patch bool) ([]byte, error) {
 	return d, nil
 }
 
+// canonicalHeaderMemory is the RAM size the canonical setup header is patched for.
+const canonicalHeaderMemory = 0xB0000000
+
 // CanonicalHeaderParams are the boot parameters of the canonical setup header: what QEMU up to
 // 10.1 writes for this command line and initrd on a VM with at least 0xB0000000 bytes of RAM
 // (the same bytes as at exactly 2 GiB). A normalized image ships its kernel with this header.
 func CanonicalHeaderParams(cmdline string, hasInitrd bool, initrdSize uint64) pe.BootParams {
-	return pe.BootParams{MemoryBytes: 0xB0000000, ACPIDataSize: acpiDataSize, Cmdline: cmdline, HasInitrd: hasInitrd, InitrdSize: initrdSize}
+	return pe.BootParams{MemoryBytes: canonicalHeaderMemory, ACPIDataSize: acpiDataSize, Cmdline: cmdline, HasInitrd: hasInitrd, InitrdSize: initrdSize}
 }

@@ -147,13 +147,9 @@ type Image struct {
 // RAM >= 0xB0000000 (the same bytes as at exactly 2 GiB; other sizes patch other bytes).
 func (im *Image) LiteKernelDigest() ([]byte, error) {
 	if im.KernelHeaderNormalized {
-		return im.Kernel.Digest(pe.BootParams{}, false)
+		return im.UnpatchedKernelDigest()
 	}
-	var initrdSize uint64
-	if im.Initrd != nil {
-		initrdSize = im.Initrd.Size
-	}
-	return im.Kernel.Digest(CanonicalHeaderParams(im.Cmdline, im.Initrd != nil, initrdSize), true)
+	return im.Kernel.Digest(im.bootParams(canonicalHeaderMemory), true)
 }
 
 // UnpatchedKernelDigest is the Authenticode of the kernel file as shipped.
