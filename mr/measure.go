@@ -175,6 +175,12 @@ func Prepare(in Inputs) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewImage(fw, k, in)
+}
+
+// NewImage assembles an Image from a firmware and kernel the caller prepared (concurrently,
+// say) and the rest of in.
+func NewImage(fw *Firmware, k *Kernel, in Inputs) (*Image, error) {
 	if err := checkInitrd(in.Initrd); err != nil {
 		return nil, err
 	}

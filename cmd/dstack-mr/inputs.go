@@ -95,8 +95,7 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 	if kerr != nil {
 		return nil, fmt.Errorf("kernel %s: %w", li.describe.Kernel.Path, kerr)
 	}
-	return &mr.Image{Firmware: fw.fw, Kernel: kernel, Cmdline: li.inputs.Cmdline, Initrd: li.inputs.Initrd,
-		KernelHeaderNormalized: li.inputs.KernelHeaderNormalized}, nil
+	return mr.NewImage(fw.fw, kernel, li.inputs)
 }
 
 type fileJSON struct {
