@@ -102,7 +102,7 @@ type VerifyOptions struct {
 // signature over the header and body, the PCK leaf's signature over the QE report, the QE
 // report data binding the attestation key, and the PCK chain up to the pinned Intel SGX Root CA
 // at opts.Time. It also checks the TD attributes. Every check is reported by name; Authentic
-// holds when the four signature and chain checks pass. An error means the signature data cannot
+// holds when the TEE type, QE vendor and the four signature and chain checks pass. An error means the signature data cannot
 // even be read (the quote is then not authentic either).
 func Verify(q *Quote, opts VerifyOptions) (*Verification, error) {
 	at := opts.Time

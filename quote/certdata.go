@@ -34,7 +34,6 @@ type SignatureData struct {
 
 // SGX report body fields the checks read (offsets in sgx_report_body_t).
 const (
-	reportCPUSVNOff     = 0
 	reportMiscSelectOff = 16
 	reportAttributesOff = 48
 	reportMRSignerOff   = 128
@@ -111,5 +110,5 @@ func (q *Quote) ParseSignatureData() (*SignatureData, error) {
 	return s, nil
 }
 
-// QEReportField returns the little-endian u16 at off of the QE report.
+// qeU16 returns the little-endian u16 at off of the QE report.
 func qeU16(report []byte, off int) uint16 { return binary.LittleEndian.Uint16(report[off:]) }

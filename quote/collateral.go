@@ -223,11 +223,11 @@ func VerifyCollateral(q *Quote, v *Verification, c *Collateral) error {
 			advisories[id] = true
 		}
 	}
-	if s, ids, ok := tdxModuleStatus(v, q, ti); ok {
-		add(s, ids)
-	} else if failedCheck(v, "tdx-module") {
+	s, ids, ok := tdxModuleStatus(v, q, ti)
+	if !ok {
 		return nil
 	}
+	add(s, ids)
 	platform, ok := platformTCBLevel(ti, ext, q.Report.TEETCBSVN)
 	if !ok {
 		v.check("platform-tcb-level", false, "no TDX TCB level of TCB info (evaluation data %d) matches the platform (SGX SVNs %v, PCE SVN %d, TEE_TCB_SVN %x)",
@@ -253,15 +253,6 @@ func VerifyCollateral(q *Quote, v *Verification, c *Collateral) error {
 	}
 	sort.Strings(v.AdvisoryIDs)
 	return nil
-}
-
-func failedCheck(v *Verification, name string) bool {
-	for _, c := range v.Checks {
-		if c.Name == name && !c.OK {
-			return true
-		}
-	}
-	return false
 }
 
 func dropNotChecked(in []NotChecked, names ...string) []NotChecked {
@@ -372,34 +363,49 @@ func maskedEqual(got []byte, wantHex, maskHex string) bool {
 	return true
 }
 
+// matches reports whether the TD's TDX module is this one: MRSIGNERSEAM exactly, SEAM
+// attributes under the mask.
+func (m *tdxModule) matches(r *TDReport) bool {
+	return maskedEqual(r.MRSignerSEAM, m.MRSigner, strings.Repeat("FF", len(r.MRSignerSEAM))) &&
+		maskedEqual(r.SEAMAttributes, m.Attributes, m.AttributesMask)
+}
+
+// firstISVLevel is the first (newest) level an ISV SVN reaches, or nil.
+func firstISVLevel(levels []isvTCBLevel, svn int) *isvTCBLevel {
+	for i := range levels {
+		if svn >= levels[i].TCB.ISVSVN {
+			return &levels[i]
+		}
+	}
+	return nil
+}
+
 // tdxModuleStatus matches the TD's TDX module (MRSIGNERSEAM, SEAM attributes) against the TCB
 // info and, for a module with a major version (TEE_TCB_SVN[1] > 0, TDX 1.5), finds its
-// identity TDX_<major> and the level its SVN (TEE_TCB_SVN[0]) reaches.
-func tdxModuleStatus(v *Verification, q *Quote, ti *tcbInfo) (string, []string, bool) {
+// identity TDX_<major> and the level its SVN (TEE_TCB_SVN[0]) reaches. ok is false when the
+// module failed its check; a TDX 1.0 module passes with no status of its own.
+func tdxModuleStatus(v *Verification, q *Quote, ti *tcbInfo) (status string, advisories []string, ok bool) {
 	svn := q.Report.TEETCBSVN
-	if ti.TDXModule != nil && !(maskedEqual(q.Report.MRSignerSEAM, ti.TDXModule.MRSigner, strings.Repeat("FF", len(q.Report.MRSignerSEAM))) &&
-		maskedEqual(q.Report.SEAMAttributes, ti.TDXModule.Attributes, ti.TDXModule.AttributesMask)) {
+	if ti.TDXModule != nil && !ti.TDXModule.matches(&q.Report) {
 		v.check("tdx-module", false, "MRSIGNERSEAM %x / SEAM attributes %x do not match the TCB info's TDX module", []byte(q.Report.MRSignerSEAM), []byte(q.Report.SEAMAttributes))
 		return "", nil, false
 	}
 	if svn[1] == 0 {
 		v.check("tdx-module", true, "TDX module 1.0 (no module identity level to match)")
-		return "", nil, false
+		return "", nil, true
 	}
 	id := fmt.Sprintf("TDX_%02X", svn[1])
 	for _, m := range ti.TDXModuleIdentities {
 		if m.ID != id {
 			continue
 		}
-		if !maskedEqual(q.Report.MRSignerSEAM, m.MRSigner, strings.Repeat("FF", len(q.Report.MRSignerSEAM))) || !maskedEqual(q.Report.SEAMAttributes, m.Attributes, m.AttributesMask) {
+		if !m.matches(&q.Report) {
 			v.check("tdx-module", false, "MRSIGNERSEAM / SEAM attributes do not match TCB info identity %s", id)
 			return "", nil, false
 		}
-		for _, l := range m.TCBLevels {
-			if int(svn[0]) >= l.TCB.ISVSVN {
-				v.check("tdx-module", true, "identity %s, SVN %d reaches the level of %s: %s", id, svn[0], l.TCBDate.Format(time.DateOnly), l.TCBStatus)
-				return l.TCBStatus, l.AdvisoryIDs, true
-			}
+		if l := firstISVLevel(m.TCBLevels, int(svn[0])); l != nil {
+			v.check("tdx-module", true, "identity %s, SVN %d reaches the level of %s: %s", id, svn[0], l.TCBDate.Format(time.DateOnly), l.TCBStatus)
+			return l.TCBStatus, l.AdvisoryIDs, true
 		}
 		v.check("tdx-module", false, "identity %s: SVN %d is below every TCB level", id, svn[0])
 		return "", nil, false
@@ -449,11 +455,9 @@ func qeIdentityStatus(v *Verification, report []byte, qe *qeIdentity) (string, [
 		return "", nil, false
 	}
 	svn := int(qeU16(report, reportISVSVNOff))
-	for _, l := range qe.TCBLevels {
-		if svn >= l.TCB.ISVSVN {
-			v.check("qe-tcb-level", true, "QE SVN %d reaches the level of %s: %s", svn, l.TCBDate.Format(time.DateOnly), l.TCBStatus)
-			return l.TCBStatus, l.AdvisoryIDs, true
-		}
+	if l := firstISVLevel(qe.TCBLevels, svn); l != nil {
+		v.check("qe-tcb-level", true, "QE SVN %d reaches the level of %s: %s", svn, l.TCBDate.Format(time.DateOnly), l.TCBStatus)
+		return l.TCBStatus, l.AdvisoryIDs, true
 	}
 	v.check("qe-tcb-level", false, "QE SVN %d is below every TD_QE TCB level", svn)
 	return "", nil, false
