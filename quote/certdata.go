@@ -49,30 +49,15 @@ func (q *Quote) ParseSignatureData() (*SignatureData, error) {
 	if q.Header.AttestationKeyType != AttKeyECDSAP256 {
 		return nil, fmt.Errorf("%w: attestation key type %d: only 2 (ECDSA-P256) is verifiable", ErrMalformed, q.Header.AttestationKeyType)
 	}
-	r := &reader{buf: q.SignatureData}
-	s := &SignatureData{}
-	var err error
-	if s.Signature, err = r.take("signature data ECDSA signature", ecdsaP256SigLen); err != nil {
-		return nil, err
-	}
-	if s.AttestationKey, err = r.take("signature data attestation key", ecdsaP256KeyLen); err != nil {
-		return nil, err
-	}
-	typ, err := r.u16("certification data type")
+	f, err := splitSignatureData(q.Header.AttestationKeyType, q.SignatureData)
 	if err != nil {
 		return nil, err
 	}
-	if typ != CertDataQEReportCertif {
-		return nil, fmt.Errorf("%w: certification data type %d: want 6 (QE report certification data)", ErrMalformed, typ)
+	if f.certType != CertDataQEReportCertif {
+		return nil, fmt.Errorf("%w: certification data type %d: want 6 (QE report certification data)", ErrMalformed, f.certType)
 	}
-	n, err := r.u32("certification data size")
-	if err != nil {
-		return nil, err
-	}
-	outer, err := r.take("certification data", int(n))
-	if err != nil {
-		return nil, err
-	}
+	s := &SignatureData{Signature: f.signature, AttestationKey: f.attestationKey}
+	outer := f.certData
 	in := &reader{buf: outer}
 	if s.QEReport, err = in.take("QE report", SGXReportBodyLen); err != nil {
 		return nil, err

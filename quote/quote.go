@@ -207,7 +207,7 @@ func Parse(data []byte) (*Quote, error) {
 	q.SignatureData = data[r.off:end:end]
 	q.SignatureDataLen = int(sigLen)
 	q.PaddingLen = len(data) - end
-	if err := checkSignatureData(q.Header.AttestationKeyType, q.SignatureData); err != nil {
+	if _, err := splitSignatureData(q.Header.AttestationKeyType, q.SignatureData); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -279,31 +279,41 @@ func parseTDReport(b []byte, t *TDReport) {
 	}
 }
 
-// checkSignatureData validates the outer framing of ECDSA quote signature data:
-// signature, attestation public key, then certification data type (u16), size (u32) and data.
-func checkSignatureData(keyType uint16, sig []byte) error {
-	sigLen, keyLen := 64, 64
+// signatureDataFrame is the outer framing of ECDSA quote signature data.
+type signatureDataFrame struct {
+	signature, attestationKey []byte
+	certType                  uint16
+	certData                  []byte
+}
+
+// splitSignatureData splits ECDSA quote signature data: signature, attestation public key, then
+// certification data type (u16), size (u32) and exactly that much data.
+func splitSignatureData(keyType uint16, sig []byte) (*signatureDataFrame, error) {
+	sigLen, keyLen := ecdsaP256SigLen, ecdsaP256KeyLen
 	if keyType == AttKeyECDSAP384 {
 		sigLen, keyLen = 96, 96
 	}
 	r := &reader{buf: sig}
-	if _, err := r.take("signature data ECDSA signature", sigLen); err != nil {
-		return err
+	f := &signatureDataFrame{}
+	var err error
+	if f.signature, err = r.take("signature data ECDSA signature", sigLen); err != nil {
+		return nil, err
 	}
-	if _, err := r.take("signature data attestation key", keyLen); err != nil {
-		return err
+	if f.attestationKey, err = r.take("signature data attestation key", keyLen); err != nil {
+		return nil, err
 	}
-	if _, err := r.u16("signature data certification data type"); err != nil {
-		return err
+	if f.certType, err = r.u16("signature data certification data type"); err != nil {
+		return nil, err
 	}
 	n, err := r.u32("signature data certification data size")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if int64(n) != int64(len(sig)-r.off) {
-		return fmt.Errorf("%w: certification data size %d inconsistent with the %d bytes that follow", ErrMalformed, n, len(sig)-r.off)
+		return nil, fmt.Errorf("%w: certification data size %d inconsistent with the %d bytes that follow", ErrMalformed, n, len(sig)-r.off)
 	}
-	return nil
+	f.certData = sig[r.off:]
+	return f, nil
 }
 
 // ParseAuto accepts a binary quote or its hex encoding (optionally "0x"-prefixed, surrounding
