@@ -323,7 +323,12 @@ func (m *LiteMeasurement) CmdlineDigest() []byte {
 	if m.Image.Cmdline == nil {
 		return m.Image.CmdlineSHA384
 	}
-	d := sha512.Sum384(mr.LoadOptions(*m.Image.Cmdline, true, uefi.InitrdSuffix))
+	return liteCmdlineDigest(*m.Image.Cmdline)
+}
+
+// liteCmdlineDigest lays cmdline out as the pre-202505 firmware hands it to the kernel.
+func liteCmdlineDigest(cmdline string) []byte {
+	d := sha512.Sum384(mr.LoadOptions(cmdline, true, uefi.InitrdSuffix))
 	return d[:]
 }
 

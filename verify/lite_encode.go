@@ -1,13 +1,11 @@
 package verify
 
 import (
-	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/dstack-mr/dstack-mr/acpi"
 	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 	"github.com/dstack-mr/dstack-mr/uefi"
@@ -61,12 +59,11 @@ func LiteFromImage(im *mr.Image, version uint32) (*LiteMeasurement, error) {
 	}
 	// The document carries no CFV or boot option: a verifier uses the pre-202505 generation's
 	// (dstack's OVMF; Debian 13's has the same). Another firmware's would be predicted wrongly.
-	probe, err := im.Measure(mr.Machine{MachineConfig: acpi.MachineConfig{CPUs: 1, MemoryBytes: 2 << 30,
-		QEMUVersion: acpi.Version{Major: 9, Minor: 2, Micro: 1}, NumNICs: 1, RootVerity: true, HostShareMode: acpi.HostShare9p}})
+	fwEvents, err := im.Firmware.FirmwareEvents()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", LiteFileName, err)
 	}
-	for _, e := range probe.EventLog {
+	for _, e := range fwEvents {
 		want := map[string][]byte{eventlog.LabelCFV: pre202505CFV, eventlog.LabelBoot0000: pre202505Boot0000}[e.Label]
 		if want != nil && e.Digest != hex.EncodeToString(want) {
 			return nil, fmt.Errorf("%s: the firmware's %s digest %s is not the %q generation's %x, which a verifier of the document assumes: %w",
@@ -104,8 +101,7 @@ func LiteFromImage(im *mr.Image, version uint32) (*LiteMeasurement, error) {
 		cmdline := im.Cmdline
 		m.Image.Cmdline = &cmdline
 	} else {
-		d := sha512.Sum384(mr.LoadOptions(im.Cmdline, true, uefi.InitrdSuffix))
-		m.Image.CmdlineSHA384 = d[:]
+		m.Image.CmdlineSHA384 = liteCmdlineDigest(im.Cmdline)
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

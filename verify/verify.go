@@ -470,11 +470,7 @@ func checkQuoteAuthentic(r *Report, q *quote.Quote, opts *Options) error {
 		return nil
 	}
 	if !v.Authentic {
-		var bad []string
-		for _, c := range v.Failed() {
-			bad = append(bad, c.Name+": "+c.Detail)
-		}
-		r.check("quote-authentic", false, "%s", strings.Join(bad, "; "))
+		r.check("quote-authentic", false, "%s", strings.Join(failedChecks(v), "; "))
 		return nil
 	}
 	r.check("quote-authentic", true, "quote signature, QE report signature and data, PCK chain to the pinned Intel SGX Root CA (FMSPC %s, checked at %s)",
@@ -489,10 +485,7 @@ func checkQuoteAuthentic(r *Report, q *quote.Quote, opts *Options) error {
 		if err := quote.VerifyCollateral(q, v, coll); err != nil {
 			return fmt.Errorf("collateral: %w", err)
 		}
-		var bad []string
-		for _, c := range v.Failed() {
-			bad = append(bad, c.Name+": "+c.Detail)
-		}
+		bad := failedChecks(v)
 		status := "not evaluated"
 		if v.TCBStatus != nil {
 			status = *v.TCBStatus
@@ -652,14 +645,11 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 		}
 		return nil
 	}
-	var doc []byte
 	switch {
 	case opts.Image != nil:
 		r.Mode = "full"
-	case opts.LiteMeasurement != nil:
-		r.Mode, doc = "lite", opts.LiteMeasurement
-	case vm != nil && vm.TDXMeasurement != nil:
-		r.Mode, doc = "lite", vm.TDXMeasurement.Measurement
+	case opts.LiteMeasurement != nil, vm != nil && vm.TDXMeasurement != nil:
+		r.Mode = "lite"
 	default:
 		return notPredicted("no expected image: give an OS image (full mode) or its measurement.tdx.cbor (lite mode)")
 	}
@@ -689,7 +679,7 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 	if opts.LiteMeasurement == nil {
 		lm, err = vm.TDXMeasurement.Decode()
 	} else {
-		lm, err = DecodeLite(doc)
+		lm, err = DecodeLite(opts.LiteMeasurement)
 	}
 	if err != nil {
 		r.check("lite-document", false, "%v", err)
@@ -1057,8 +1047,15 @@ func checkApp(r *Report, opts *Options, vm *VMConfig, q *quote.Quote) {
 	checkMRConfigID(r, q)
 }
 
-// checkMRConfigID checks a v1 MRCONFIGID (0x01 || compose hash) against RTMR3's compose hash.
-// dstack's v2 form is a Keccak-256 this package does not compute.
+// failedChecks names each failed check of a quote verification with its detail.
+func failedChecks(v *quote.Verification) []string {
+	var bad []string
+	for _, c := range v.Failed() {
+		bad = append(bad, c.Name+": "+c.Detail)
+	}
+	return bad
+}
+
 // registersMatch reports whether every predicted register matched the quote.
 func registersMatch(r *Report) bool {
 	for _, n := range []string{"mrtd", "rtmr0", "rtmr1", "rtmr2"} {
@@ -1069,6 +1066,8 @@ func registersMatch(r *Report) bool {
 	return true
 }
 
+// checkMRConfigID checks a v1 MRCONFIGID (0x01 || compose hash) against RTMR3's compose hash.
+// dstack's v2 form is a Keccak-256 this package does not compute.
 func checkMRConfigID(r *Report, q *quote.Quote) {
 	id := q.Report.MRConfigID
 	switch {
