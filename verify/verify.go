@@ -5,8 +5,9 @@
 // logged ACPI digests against tables built for that shape, and names, for each register that
 // diverges, the first divergent event, both digests and what the event depends on.
 //
-// It does not verify the quote's signature or TCB collateral: the report says so, and a
-// caller must do that with a DCAP quote verifier.
+// The quote's authenticity (signatures, PCK chain to the pinned Intel SGX Root CA) is checked
+// with package quote, and its TCB status when Intel's collateral is given; the report names
+// every check made and every one not made.
 package verify
 
 import (
@@ -15,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -602,6 +604,21 @@ type shape struct {
 	machineErr error
 	acpi       map[string][]byte
 	acpiErr    error
+	// blobs are the tables behind acpi, built once for the checks and the prediction alike.
+	blobs *acpi.Blobs
+}
+
+// acpiBuilder hands Measure the shape's tables instead of building them again.
+func (s *shape) acpiBuilder(fallback mr.ACPIBuilder) mr.ACPIBuilder {
+	return func(cfg acpi.MachineConfig) (*acpi.Blobs, error) {
+		if s.blobs != nil && reflect.DeepEqual(cfg, s.machine.MachineConfig) {
+			return s.blobs, nil
+		}
+		if fallback == nil {
+			return acpi.Build(cfg)
+		}
+		return fallback(cfg)
+	}
 }
 
 func newShape(opts *Options, vm *VMConfig) *shape {
@@ -629,6 +646,7 @@ func newShape(opts *Options, vm *VMConfig) *shape {
 		s.acpiErr = fmt.Errorf("building the ACPI tables of this VM shape: %w", err)
 		return s
 	}
+	s.blobs = blobs
 	s.acpi = map[string][]byte{
 		eventlog.LabelACPILoader: sha384(blobs.Loader),
 		eventlog.LabelACPIRSDP:   sha384(blobs.RSDP),
@@ -662,7 +680,7 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 		if err != nil {
 			return notPredicted(fmt.Sprintf("expected image: %v", err))
 		}
-		im.ACPI = opts.ACPI
+		im.ACPI = sh.acpiBuilder(opts.ACPI)
 		meas, err := im.Measure(*m)
 		if err != nil {
 			return notPredicted(fmt.Sprintf("computing the expected registers: %v", err))
