@@ -44,12 +44,17 @@ func Build(cfg MachineConfig) (*Blobs, error) {
 //     windows the firmware has programmed into the bridges behind it (the GPUs' root ports,
 //     sized by the GPUs' BARs), and PCI0's _CRS is cut around them.
 //
-// Every oracle of this package is a dump at acpi_setup, which shows neither; until the rebuilt
-// tables are proven against a real guest, refuse rather than guess.
+// The oracles of this package are dumps at acpi_setup, which show neither. A dump at the
+// firmware's read (QEMU 10.2.2 booting Debian's OVMF under TCG, testdata/README.md) confirms the
+// second: one device behind a root port behind the expander, and PC05's _CRS gains that port's
+// memory windows and bus 6 while PCI0's windows are cut around them; where a TD's OVMF puts
+// those windows (GPU BAR sizes, its 64-bit aperture) is not modelled. An empty expander stays as
+// acpi_setup built it. Until the rebuilt tables are proven against a real guest, refuse rather
+// than guess.
 func (c *MachineConfig) checkTablesStable() error {
 	if c.Hugepages && c.NumGPUs > 0 {
-		return fmt.Errorf("%d GPU(s) behind the hugepages pxb-pcie expander: the expander's resources in the tables the firmware "+
-			"measures are the bus numbers and windows OVMF assigns to the GPUs' root ports (their BAR sizes), which no dump has shown: %w",
+		return fmt.Errorf("%d GPU(s) behind the hugepages pxb-pcie expander(s): the expanders' resources in the tables the firmware "+
+			"measures are the bus numbers and windows a TD's OVMF assigns to the GPUs' root ports (their BAR sizes), which are not modelled yet: %w",
 			c.NumGPUs, ErrNotSupported)
 	}
 	if c.HotplugOff {

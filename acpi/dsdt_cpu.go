@@ -76,10 +76,6 @@ func cpuHotplugAML(cfg *MachineConfig) ([]*aml.Term, error) {
 	if cfg.CPUs < 1 || cfg.CPUs > cpuHotplugMaxDevice {
 		return nil, fmt.Errorf("CPU hotplug AML: %d vCPUs: want 1..%d", cfg.CPUs, cpuHotplugMaxDevice)
 	}
-	if n := cfg.numaNodes(); n > 1 {
-		// dstack-vmm splits vCPUs evenly over several nodes; no reference DSDT shows that yet.
-		return nil, fmt.Errorf("CPU hotplug AML: %d NUMA nodes: %w", n, ErrNotSupported)
-	}
 	opts := q35CPUHotplugFeatures
 	// From 11.0 q35 starts in the modern CPU hotplug mode and PRES._INI is gone (PROFILES.md).
 	opts.hasLegacyCPHP = cfg.profile().cpuHotplugLegacyINI
@@ -348,13 +344,14 @@ func cpuObject(cfg *MachineConfig, opts cpuHotplugFeatures, i int) *aml.Term {
 	return dev
 }
 
-// cpuNUMANode is the node QEMU assigns vCPU i (props.node_id), if the machine has NUMA nodes.
-// cpuHotplugAML accepts at most one ("-numa node,nodeid=0,cpus=0-(N-1)"), holding every vCPU.
+// cpuNUMANode is the node QEMU assigns vCPU i (props.node_id), if the machine has NUMA nodes:
+// dstack-vmm gives node n the n-th equal, contiguous run of vCPUs.
 func cpuNUMANode(cfg *MachineConfig, i int) (node int, ok bool) {
-	if cfg.numaNodes() == 0 {
+	n := cfg.numaNodes()
+	if n == 0 {
 		return 0, false
 	}
-	return 0, true
+	return i / (cfg.CPUs / n), true
 }
 
 // madtCPUEntry is pc_madt_cpu_entry: vCPU uid's MADT structure, a Local APIC for APIC IDs

@@ -31,7 +31,8 @@ const (
 	pciHole64Start = 0x380000000000
 
 	// dstack's hugepages machine puts one pxb-pcie expander on pcie.0 at addr=0x10 with
-	// bus_nr=5, on NUMA node 0 (pxbPCIeSlot in validate.go).
+	// bus_nr=5, on NUMA node 0 (pxbPCIeSlot in validate.go). dstack-vmm writes the slot as
+	// addr={10+node index} in decimal, which QEMU reads as hex: 0x10.
 	pxbBusNr    = 5
 	pxbNUMANode = 0
 )
@@ -48,10 +49,11 @@ type pciDevice struct {
 	lpc bool
 }
 
-// pxbExpander is a pxb-pcie expander bridge: a root bus of its own with a NUMA node.
+// pxbExpander is a pxb-pcie expander bridge on pcie.0: a root bus of its own with a NUMA node.
 type pxbExpander struct {
 	busNr    int
 	numaNode int
+	slot     int
 }
 
 // pcieRoot is what build_dsdt sees of the PCI topology.
@@ -69,8 +71,8 @@ type pcieRoot struct {
 //	               per NIC, vhost-vsock, the host share (virtio-9p, or a virtio-blk vvfat disk),
 //	               the root disk as virtio-blk (hd0) when RootVerity (a -cdrom hangs off the
 //	               built-in ICH9 AHCI at 31.2 and takes no slot)
-//	slot 0x10      (hugepages with GPUs) the pxb-pcie expander; the GPUs' root ports sit on its
-//	               bus, which the DSDT does not describe
+//	slot 0x10      (hugepages) the pxb-pcie expander; the GPUs' root ports sit on its bus, which
+//	               the DSDT does not describe
 //	next slots     pcie-root-port + vfio-pci per GPU (without hugepages), then per NVSwitch
 //	slot 31        ICH9 functions: LPC (31.0), AHCI (31.2), SMBus (31.3)
 func pcieRootLayout(cfg *MachineConfig) (*pcieRoot, error) {
@@ -106,14 +108,14 @@ func pcieRootLayout(cfg *MachineConfig) (*pcieRoot, error) {
 	}
 
 	gpuPorts := cfg.NumGPUs
-	if cfg.Hugepages && cfg.NumGPUs > 0 {
-		if used[pxbPCIeSlot] {
-			return nil, fmt.Errorf("PCI layout: slot 0x%x of the pxb-pcie expander is taken", pxbPCIeSlot)
+	for _, x := range cfg.numaExpanders() {
+		if used[x.slot] {
+			return nil, fmt.Errorf("PCI layout: slot 0x%x of NUMA node %d's pxb-pcie expander is taken", x.slot, x.numaNode)
 		}
-		used[pxbPCIeSlot] = true
-		root.devices = append(root.devices, pciDevice{devfn: pciDevFn(pxbPCIeSlot, 0)})
-		root.expanders = append(root.expanders, pxbExpander{busNr: pxbBusNr, numaNode: pxbNUMANode})
-		gpuPorts = 0
+		used[x.slot] = true
+		root.devices = append(root.devices, pciDevice{devfn: pciDevFn(x.slot, 0)})
+		root.expanders = append(root.expanders, x)
+		gpuPorts = 0 // behind the expanders
 	}
 	for i := 0; i < gpuPorts+cfg.NumNVSwitches; i++ {
 		if err := add(true); err != nil {
@@ -130,12 +132,15 @@ func pcieRootLayout(cfg *MachineConfig) (*pcieRoot, error) {
 	return root, nil
 }
 
-// rootBusLimit is the last bus number PCI0 decodes: everything below the first expander's bus.
+// rootBusLimit is the last bus number PCI0 decodes, as build_dsdt computes it: walking the
+// expanders newest first, a bus below the limit so far cuts it to that bus - 1. The comparison
+// is with the limit, not the limit + 1, so an expander whose bus directly follows a later
+// node's (buses 5, 6) does not cut: nodes on 5, 6 and 8 leave PCI0 buses 0..5 (QEMU 10.2.2).
 func (r *pcieRoot) rootBusLimit() int {
 	limit := 0xff
-	for _, x := range r.expanders {
-		if x.busNr-1 < limit {
-			limit = x.busNr - 1
+	for i := len(r.expanders) - 1; i >= 0; i-- {
+		if bus := r.expanders[i].busNr; bus < limit {
+			limit = bus - 1
 		}
 	}
 	return limit

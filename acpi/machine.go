@@ -83,14 +83,17 @@ type MachineConfig struct {
 	PCIHole64SizeSet bool   // distinguishes an explicit 0 from "not set"
 	RootVerity       bool   // root disk as virtio-blk (true) or CD-ROM (false)
 	HostShareMode    HostShareMode
-	Hugepages        bool // NUMA node + pxb-pcie expander for GPUs, SRAT table
+	// Hugepages: NUMA node 0 holding every vCPU and all RAM (SRAT), and a pxb-pcie expander on
+	// bus 5 for that node, the GPUs' root ports behind it. dstack-vmm adds the expander with or
+	// without GPUs ever since vm_config carries hugepages (v0.5.4, commit e49e4f29).
+	Hugepages bool
 	// HugepagesBackend is how the hugepage memory backend is bound to host NUMA nodes; only
 	// meaningful with Hugepages. The zero value means HugepagesPlain.
 	HugepagesBackend HugepagesBackend
 	// NUMANodes is dstack-vmm's guest NUMA layout (vm_config numa_nodes): one entry per guest
 	// node, naming the bus of that node's pxb-pcie expander. Empty: the layout Hugepages implies
-	// (one node, its expander on bus 5 when GPUs are attached). Only that layout is supported
-	// yet; more nodes are refused with ErrNotSupported until proven against real QEMU.
+	// (one node, its expander on bus 5). Only that layout is supported yet; more nodes are
+	// refused with ErrNotSupported until proven against real QEMU.
 	NUMANodes []NUMANode
 	// AssumeNewestProfile builds a QEMU release newer than the newest ACPI profile with that
 	// profile instead of refusing it. The result is a guess about a release nobody has read:
@@ -101,6 +104,18 @@ type MachineConfig struct {
 	// 4 GiB pc_memory_init moved to 1 TiB: never a TD's layout, so unexported. Tests use it to
 	// show that a published golden differing from a TD's tables differs for exactly that reason.
 	amdHTRelocation bool
+
+	// hugepagesWithoutExpander reproduces upstream dstack-mr's own command line for a hugepages
+	// VM without GPUs: NUMA node 0 but no pxb-pcie expander. No dstack-vmm release launches that
+	// machine (before v0.5.4 it ignored hugepages without GPUs, and its vm_config had no
+	// hugepages field; since, it adds the expander), so it stays unexported: tests use it to
+	// keep checking SRAT and memory layouts against the oracle dumps of that command line.
+	hugepagesWithoutExpander bool
+}
+
+// hasExpander: the machine has dstack's pxb-pcie expander on bus 5 (hugepages).
+func (c *MachineConfig) hasExpander() bool {
+	return c.Hugepages && (c.NumGPUs > 0 || !c.hugepagesWithoutExpander)
 }
 
 // NUMANode is one guest NUMA node of a multi-node GPU VM.

@@ -59,6 +59,9 @@ func (o *oracleCase) machine(t testing.TB) MachineConfig {
 		HostShareMode:    HostShareMode(c.HostShareMode),
 		Hugepages:        c.Hugepages,
 		HugepagesBackend: HugepagesBackend(c.HugepagesBackend),
+		// Every oracle command line is upstream dstack-mr's, which gives a hugepages VM an
+		// expander only when GPUs are attached (see hugepagesWithoutExpander).
+		hugepagesWithoutExpander: c.Hugepages && c.NumGPUs == 0,
 	}
 	if c.PCIHole64Size != nil {
 		m.PCIHole64Size, m.PCIHole64SizeSet = *c.PCIHole64Size, true

@@ -1,7 +1,8 @@
 package acpi
 
-// The System Resource Affinity Table QEMU emits once the machine has NUMA nodes: dstack's
-// hugepages VMs put all vCPUs and all RAM into node 0 (hw/i386/acpi-build.c: build_srat).
+// The System Resource Affinity Table QEMU emits once the machine has NUMA nodes
+// (hw/i386/acpi-build.c: build_srat). dstack-vmm splits vCPUs and RAM evenly and contiguously
+// over the nodes, in node order: -numa node,nodeid=i,cpus=i*k..(i+1)*k-1,memdev=mem{i}.
 
 const (
 	sratTypeLocalAPIC   = 0
@@ -17,10 +18,29 @@ const (
 
 // numaNodes is how many NUMA nodes dstack's command line declares for cfg.
 func (c *MachineConfig) numaNodes() int {
-	if c.Hugepages {
-		return 1
+	switch {
+	case !c.Hugepages:
+		return 0
+	case len(c.NUMANodes) > 0:
+		return len(c.NUMANodes)
 	}
-	return 0
+	return 1
+}
+
+// numaExpanders is the pxb-pcie expander of each node, in node order: node i at root slot
+// 0x10+i. Without numa_nodes, hugepages implies node 0's on bus 5.
+func (c *MachineConfig) numaExpanders() []pxbExpander {
+	if !c.hasExpander() {
+		return nil
+	}
+	if len(c.NUMANodes) == 0 {
+		return []pxbExpander{{busNr: pxbBusNr, numaNode: pxbNUMANode, slot: pxbPCIeSlot}}
+	}
+	out := make([]pxbExpander, len(c.NUMANodes))
+	for i, n := range c.NUMANodes {
+		out[i] = pxbExpander{busNr: n.PXBBus, numaNode: i, slot: pxbPCIeSlot + i}
+	}
+	return out
 }
 
 func appendSRATMemory(t []byte, base, length uint64, node uint32, flags uint32) []byte {
@@ -35,24 +55,24 @@ func appendSRATMemory(t []byte, base, length uint64, node uint32, flags uint32) 
 	return t
 }
 
-// buildSRAT: revision 1, single node 0 holding every vCPU and all of RAM.
+// buildSRAT: revision 1, each vCPU and each node's share of RAM with its node.
 func buildSRAT(cfg *MachineConfig) table {
-	const node = 0
 	t := beginTable("SRAT", 1)
 	t = appendLE32(t, 1) // reserved, 1 for backward compatibility
 	t = appendLE64(t, 0) // reserved
 
 	for uid := 0; uid < cfg.CPUs; uid++ {
+		node, _ := cpuNUMANode(cfg, uid)
 		id := cpuAPICID(uid)
 		if id < firstX2APICID {
-			t = append(t, sratTypeLocalAPIC, 16, node, byte(id))
+			t = append(t, sratTypeLocalAPIC, 16, byte(node), byte(id))
 			t = appendLE32(t, 1)      // enabled
 			t = append(t, 0, 0, 0, 0) // local SAPIC EID, proximity domain [31:8]
 			t = appendLE32(t, 0)      // clock domain
 			continue
 		}
 		t = append(t, sratTypeLocalX2APIC, 24, 0, 0)
-		t = appendLE32(t, node)
+		t = appendLE32(t, uint32(node))
 		t = appendLE32(t, id)
 		t = appendLE32(t, 1) // enabled
 		t = appendLE32(t, 0) // clock domain
@@ -61,7 +81,7 @@ func buildSRAT(cfg *MachineConfig) table {
 
 	memStart := len(t)
 	for _, r := range sratMemoryRanges(cfg) {
-		t = appendSRATMemory(t, r.base, r.length, node, memAffinityEnabled)
+		t = appendSRATMemory(t, r.base, r.length, uint32(r.node), memAffinityEnabled)
 	}
 	// QEMU pads the memory entries to at least nodes+2 with empty ones for old guests.
 	for slots := (len(t) - memStart) / sratMemEntryLen; slots < cfg.numaNodes()+2; slots++ {
@@ -70,36 +90,46 @@ func buildSRAT(cfg *MachineConfig) table {
 	return table{sig: "SRAT", data: endTable(t), checksum: true, inRSDT: true}
 }
 
-type memRange struct{ base, length uint64 }
+type memRange struct {
+	base, length uint64
+	node         int
+}
 
-// sratMemoryRanges walks node 0's RAM (all of it) through QEMU's two cuts: the 640 KiB-1 MiB
-// legacy hole and the gap between the end of low RAM and 4 GiB.
+// sratMemoryRanges walks each node's RAM, in node order and contiguously, through QEMU's two
+// cuts: the 640 KiB-1 MiB legacy hole and the gap between the end of low RAM and 4 GiB (the
+// node that straddles it continues at 4 GiB, and so do the nodes after it).
 func sratMemoryRanges(cfg *MachineConfig) []memRange {
 	below, _ := cfg.RAMSplit()
+	nodes := max(cfg.numaNodes(), 1)
 	var out []memRange
-	base, length := uint64(0), cfg.MemoryBytes
-	next := base + length
-
-	if base <= hole640KStart && next > hole640KStart {
-		length -= next - hole640KStart
+	next := uint64(0)
+	for node := 0; node < nodes; node++ {
+		base := next
+		length := cfg.MemoryBytes / uint64(nodes)
+		next = base + length
+		if base <= hole640KStart && next > hole640KStart {
+			length -= next - hole640KStart
+			if length > 0 {
+				out = append(out, memRange{base, length, node})
+			}
+			if next <= hole640KEnd { // RAM ends inside the hole
+				next = hole640KEnd
+				continue
+			}
+			base, length = hole640KEnd, next-hole640KEnd
+		}
+		if base <= below && next > below {
+			length -= next - below
+			if length > 0 {
+				out = append(out, memRange{base, length, node})
+			}
+			base = cfg.ramAbove4GBase()
+			length = next - below
+			next = base + length
+		}
 		if length > 0 {
-			out = append(out, memRange{base, length})
+			out = append(out, memRange{base, length, node})
 		}
-		if next <= hole640KEnd { // RAM ends inside the hole
-			return out
-		}
-		base, length = hole640KEnd, next-hole640KEnd
-	}
-	if base <= below && next > below {
-		length -= next - below
-		if length > 0 {
-			out = append(out, memRange{base, length})
-		}
-		base = cfg.ramAbove4GBase()
-		length = next - below
-	}
-	if length > 0 {
-		out = append(out, memRange{base, length})
 	}
 	return out
 }

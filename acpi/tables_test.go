@@ -29,16 +29,20 @@ func TestTableHeader(t *testing.T) {
 func TestSRATMemoryRanges(t *testing.T) {
 	const k, m, g = 1 << 10, 1 << 20, 1 << 30
 	for _, tc := range []struct {
-		mem  uint64
-		want []memRange
+		mem   uint64
+		nodes int
+		want  []memRange
 	}{
-		{1 * m, []memRange{{0, 640 * k}}},
-		{2 * m, []memRange{{0, 640 * k}, {1 * m, 1 * m}}},
-		{2815 * m, []memRange{{0, 640 * k}, {1 * m, 2814 * m}}},
-		{2816 * m, []memRange{{0, 640 * k}, {1 * m, 2*g - 1*m}, {4 * g, 768 * m}}},
-		{16 * g, []memRange{{0, 640 * k}, {1 * m, 2*g - 1*m}, {4 * g, 14 * g}}},
+		{1 * m, 0, []memRange{{0, 640 * k, 0}}},
+		{2 * m, 0, []memRange{{0, 640 * k, 0}, {1 * m, 1 * m, 0}}},
+		{2815 * m, 0, []memRange{{0, 640 * k, 0}, {1 * m, 2814 * m, 0}}},
+		{2816 * m, 0, []memRange{{0, 640 * k, 0}, {1 * m, 2*g - 1*m, 0}, {4 * g, 768 * m, 0}}},
+		{16 * g, 0, []memRange{{0, 640 * k, 0}, {1 * m, 2*g - 1*m, 0}, {4 * g, 14 * g, 0}}},
+		// Node 0 ends where low RAM does: node 1 has nothing below 4 GiB and starts there.
+		{6 * g, 3, []memRange{{0, 640 * k, 0}, {1 * m, 2*g - 1*m, 0}, {4 * g, 2 * g, 1}, {6 * g, 2 * g, 2}}},
+		{16 * g, 2, []memRange{{0, 640 * k, 0}, {1 * m, 2*g - 1*m, 0}, {4 * g, 6 * g, 0}, {10 * g, 8 * g, 1}}},
 	} {
-		c := MachineConfig{MemoryBytes: tc.mem}
+		c := MachineConfig{MemoryBytes: tc.mem, Hugepages: tc.nodes > 0, NUMANodes: make([]NUMANode, tc.nodes)}
 		if got := sratMemoryRanges(&c); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("%d MiB: got %v want %v", tc.mem/m, got, tc.want)
 		}

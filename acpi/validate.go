@@ -2,7 +2,6 @@ package acpi
 
 import (
 	"fmt"
-	"strings"
 )
 
 // Limits of the machine shapes Build accepts. Anything QEMU itself would refuse is an error;
@@ -127,7 +126,7 @@ func (c *MachineConfig) validateDevices() error {
 		auto++
 	}
 	used := auto + c.NumGPUs + c.NumNVSwitches
-	if c.Hugepages && c.NumGPUs > 0 {
+	if c.hasExpander() {
 		if auto >= pxbPCIeSlot {
 			return fmt.Errorf("%d PCI devices take pcie.0 slot 0x%x, which the hugepages pxb-pcie expander needs", auto, pxbPCIeSlot)
 		}
@@ -176,19 +175,23 @@ func (c *MachineConfig) validateHugepages() error {
 	return c.validateNUMANodes()
 }
 
-// maxNUMAExpanders: node i's expander sits at root slot 0x10+i, and slots 0x10..0x1e are free
-// below the ICH9 functions at 0x1f.
-const maxNUMAExpanders = 0x1f - pxbPCIeSlot
+// maxNUMAExpanders: dstack-vmm writes node i's expander address as addr={10+i} in decimal and
+// QEMU reads it as hex, so nodes 0..9 get slots 0x10..0x19 and node 10's "20" is refused by
+// QEMU ("Property 'pxb-pcie.addr' doesn't take value '20'", QEMU 10.2.2).
+const maxNUMAExpanders = 10
 
-// validateNUMANodes refuses NUMA layouts QEMU or dstack-vmm would refuse, and (ErrNotSupported)
-// every layout but the single node hugepages implies: multi-node tables are not proven yet.
+// validateNUMANodes refuses NUMA layouts QEMU or dstack-vmm would refuse. GPUs behind the
+// expanders are Build's to refuse (checkTablesStable), like the single node's.
 func (c *MachineConfig) validateNUMANodes() error {
 	n := len(c.NUMANodes)
 	if n == 0 {
 		return nil
 	}
+	if !c.Hugepages {
+		return fmt.Errorf("acpi: %d NUMA nodes (numa_nodes) without hugepages: dstack-vmm builds guest NUMA nodes only for hugepages VMs", n)
+	}
 	if n > maxNUMAExpanders {
-		return fmt.Errorf("acpi: %d NUMA nodes: at most %d expanders fit root slots 0x%x..0x1e", n, maxNUMAExpanders, pxbPCIeSlot)
+		return fmt.Errorf("acpi: %d NUMA nodes: dstack-vmm names expander slots addr=10..19, which QEMU reads as hex; node %d's addr=20 is refused, so at most %d nodes", n, maxNUMAExpanders, maxNUMAExpanders)
 	}
 	seen := map[int]bool{}
 	for i, node := range c.NUMANodes {
@@ -206,15 +209,7 @@ func (c *MachineConfig) validateNUMANodes() error {
 	if c.MemoryBytes%uint64(n) != 0 {
 		return fmt.Errorf("acpi: %d bytes of memory do not split evenly across %d NUMA nodes", c.MemoryBytes, n)
 	}
-	if n == 1 && c.Hugepages && c.NumGPUs > 0 && c.NUMANodes[0].PXBBus == pxbBusNr {
-		return nil // the layout hugepages implies, spelled out
-	}
-	buses := make([]string, n)
-	for i, node := range c.NUMANodes {
-		buses[i] = fmt.Sprint(node.PXBBus)
-	}
-	return fmt.Errorf("acpi: NUMA layout of %d guest node(s) with expanders on bus %s (with hugepages %v, %d GPUs): only the single node hugepages implies (expander on bus %d, GPUs attached) is proven against real QEMU: %w",
-		n, strings.Join(buses, ","), c.Hugepages, c.NumGPUs, pxbBusNr, ErrNotSupported)
+	return nil
 }
 
 // HumanBytes prints a byte count with the largest binary unit that divides it exactly.

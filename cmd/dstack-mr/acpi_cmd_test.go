@@ -18,6 +18,7 @@ type oracleShape struct {
 	SHA384     map[string]string       `json:"sha384"`
 	TablesList [][3]any                `json:"tables_list"`
 	Error      string                  `json:"error"`
+	numaBuses  []string                // --numa-nodes, for the multi-node dumps
 }
 
 func (o oracleShape) args() []string {
@@ -42,6 +43,9 @@ func (o oracleShape) args() []string {
 	if c.PCIHole64Size != nil {
 		a = append(a, "--pci-hole64-size", strconv.FormatUint(*c.PCIHole64Size, 10))
 	}
+	if len(o.numaBuses) > 0 {
+		a = append(a, "--numa-nodes", strings.Join(o.numaBuses, ","))
+	}
 	return a
 }
 
@@ -56,7 +60,9 @@ func (o oracleShape) want(blob string) string {
 
 // cliOracleShapes picks a spread of the real-QEMU shapes the CLI can express: every 40th one
 // plus every hugepages (SRAT) shape QEMU built. Shapes whose tables QEMU rebuilds before the
-// firmware reads them are left out: the CLI refuses them (TestACPICommandGPUBoundaries).
+// firmware reads them are left out: the CLI refuses them (TestACPICommandGPUBoundaries). So are
+// hugepages shapes without GPUs: the oracle ran upstream dstack-mr's command line, which has no
+// expander there, and --hugepages builds what dstack-vmm launches (cliVMMShapes).
 func cliOracleShapes(t *testing.T) []oracleShape {
 	t.Helper()
 	all, err := testvectors.ReadJSONLGzip[oracleShape]("../../testdata/acpi-oracle/index.jsonl.gz")
@@ -65,7 +71,8 @@ func cliOracleShapes(t *testing.T) []oracleShape {
 	}
 	var out []oracleShape
 	for _, o := range all {
-		if o.Error != "" || (o.Config.HugepagesBackend != "" && o.Config.HugepagesBackend != "plain") || o.Config.TablesRebuilt() {
+		if o.Error != "" || (o.Config.HugepagesBackend != "" && o.Config.HugepagesBackend != "plain") || o.Config.TablesRebuilt() ||
+			(o.Config.Hugepages && o.Config.NumGPUs == 0) {
 			continue
 		}
 		if o.Config.ID%40 == 0 || o.Config.Hugepages {
@@ -78,11 +85,80 @@ func cliOracleShapes(t *testing.T) []oracleShape {
 	return out
 }
 
+// cliVMMShapes are the QEMU dumps of hugepages machines as dstack-vmm launches them (an
+// expander on bus 5 with no GPU behind it) that the CLI can express: whole GiB of memory.
+func cliVMMShapes(t *testing.T) []oracleShape {
+	t.Helper()
+	type vmmDump struct {
+		Config       testvectors.ACPIMachine `json:"config"`
+		TablesSHA384 string                  `json:"tables_sha384"`
+		RSDPSHA384   string                  `json:"rsdp_sha384"`
+		LoaderSHA384 string                  `json:"loader_sha384"`
+		Error        string                  `json:"error"`
+	}
+	all, err := testvectors.ReadJSONLGzip[vmmDump]("../../testdata/acpi-vmm/index.jsonl.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []oracleShape
+	for _, d := range all {
+		if d.Error != "" || d.Config.MemoryMB%1024 != 0 {
+			continue
+		}
+		d.Config.QEMUVersion = "10.2.2"
+		out = append(out, oracleShape{Config: d.Config,
+			SHA384: map[string]string{"tables": d.TablesSHA384, "rsdp": d.RSDPSHA384, "loader": d.LoaderSHA384}})
+	}
+	if len(out) < 20 {
+		t.Fatalf("only %d dstack-vmm hugepages shapes picked", len(out))
+	}
+	return out
+}
+
+// cliNUMAShapes are the QEMU dumps of multi-node machines without GPUs (with GPUs the CLI
+// refuses them, TestACPICommandGPUBoundaries).
+func cliNUMAShapes(t *testing.T) []oracleShape {
+	t.Helper()
+	type numaDump struct {
+		Config struct {
+			testvectors.ACPIMachine
+			NUMANodes []struct {
+				PXBBus int `json:"pxb_bus"`
+			} `json:"numa_nodes"`
+		} `json:"config"`
+		TablesSHA384 string `json:"tables_sha384"`
+		RSDPSHA384   string `json:"rsdp_sha384"`
+		LoaderSHA384 string `json:"loader_sha384"`
+		Error        string `json:"error"`
+	}
+	all, err := testvectors.ReadJSONLGzip[numaDump]("../../testdata/acpi-numa/index.jsonl.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []oracleShape
+	for _, d := range all {
+		if d.Error != "" || d.Config.NumGPUs != 0 {
+			continue
+		}
+		o := oracleShape{Config: d.Config.ACPIMachine,
+			SHA384: map[string]string{"tables": d.TablesSHA384, "rsdp": d.RSDPSHA384, "loader": d.LoaderSHA384}}
+		for _, n := range d.Config.NUMANodes {
+			o.numaBuses = append(o.numaBuses, strconv.Itoa(n.PXBBus))
+		}
+		out = append(out, o)
+	}
+	if len(out) < 5 {
+		t.Fatalf("only %d multi-node shapes picked", len(out))
+	}
+	return out
+}
+
 // TestACPICommandAgainstOracle: `dstack-mr acpi --json --out DIR`, driven by the same flags a
 // user types, prints and writes the blobs a real QEMU produced for that shape.
 func TestACPICommandAgainstOracle(t *testing.T) {
-	for _, o := range cliOracleShapes(t) {
-		t.Run(fmt.Sprintf("%d-cpu%d-%s", o.Config.ID, o.Config.CPU, o.Config.QEMUVersion), func(t *testing.T) {
+	shapes := append(cliOracleShapes(t), cliVMMShapes(t)...)
+	for _, o := range append(shapes, cliNUMAShapes(t)...) {
+		t.Run(fmt.Sprintf("%d-cpu%d-%s-%s", o.Config.ID, o.Config.CPU, o.Config.QEMUVersion, o.Config.Name), func(t *testing.T) {
 			dir := t.TempDir()
 			code, stdout, stderr := runCLI(append(o.args(), "--json", "--out", dir)...)
 			if code != 0 {
@@ -107,6 +183,9 @@ func TestACPICommandAgainstOracle(t *testing.T) {
 				if sha384Hex(data) != b.got {
 					t.Errorf("%s does not hash to the printed %s_sha384", b.file, b.name)
 				}
+			}
+			if o.TablesList == nil { // the dstack-vmm dumps keep hashes only
+				return
 			}
 			if len(res.Tables) != len(o.TablesList) {
 				t.Fatalf("%d tables listed, real QEMU has %d", len(res.Tables), len(o.TablesList))
@@ -183,5 +262,17 @@ func TestACPICommandGPUBoundaries(t *testing.T) {
 	code, stdout, _ = runCLI("acpi", "--qemu-version", "11.1.0", "--num-gpus", "8", "--num-nvswitches", "4", "--hotplug-off", "--pci-hole64-size", "1T", "--json")
 	if code != 0 || !strings.Contains(stdout, `"warnings": []`) {
 		t.Errorf("explicit pci-hole64-size: exit %d, stdout %s", code, stdout)
+	}
+	// GPUs behind NUMA nodes' expanders: the firmware rebuilds those tables.
+	for _, nodes := range []string{"5", "5,6,8"} {
+		code, stdout, stderr = runCLI("acpi", "--hugepages", "--numa-nodes", nodes, "--cpu", "12", "--memory", "6G", "--num-gpus", "1", "--hotplug-off", "--json")
+		if code == 0 || stdout != "" || !strings.Contains(stderr, "expander") || !strings.Contains(stderr, "not supported") {
+			t.Errorf("--numa-nodes %s with a GPU: exit %d, stdout %q, stderr %q", nodes, code, stdout, stderr)
+		}
+	}
+	// --hugepages counts memory in whole GiB, as dstack-vmm does.
+	code, stdout, stderr = runCLI("acpi", "--hugepages", "--memory", "2560M", "--json")
+	if code == 0 || stdout != "" || !strings.Contains(stderr, "whole GiB") {
+		t.Errorf("--hugepages --memory 2560M: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

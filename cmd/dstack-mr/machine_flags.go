@@ -38,9 +38,9 @@ func machineFlags() []cli.Flag {
 			Usage: "root disk as virtio-blk (true) or CD-ROM (false)"},
 		&cli.StringFlag{Name: "pci-hole64-size", Category: machineCategory,
 			Usage: "q35-pcihost.pci-hole64-size (bytes, 0x-hex or K/M/G/T); unset keeps QEMU's default"},
-		&cli.BoolFlag{Name: "hugepages", Category: machineCategory, Usage: "hugepages backing (NUMA node, pxb-pcie expander, SRAT)"},
+		&cli.BoolFlag{Name: "hugepages", Category: machineCategory, Usage: "hugepages backing as dstack-vmm launches it: NUMA node 0 with every vCPU and all RAM (SRAT) and a pxb-pcie expander on bus 5, GPUs behind it; --memory in whole GiB"},
 		&cli.StringFlag{Name: "numa-nodes", Category: machineCategory, DefaultText: "the layout --hugepages implies",
-			Usage: "guest NUMA nodes of a GPU VM, one pxb-pcie expander bus per node (vm_config numa_nodes), e.g. 5,6,8; only the single node --hugepages implies (5) is supported yet"},
+			Usage: "guest NUMA nodes of a hugepages VM, one pxb-pcie expander bus per node (vm_config numa_nodes), e.g. 5,6,8: vCPUs and memory split evenly, node i's expander at slot 0x10+i; at most 10 nodes. With GPUs (behind the expanders) refused as not supported yet"},
 		&cli.StringFlag{Name: "host-share-mode", Value: "9p", Category: machineCategory,
 			Usage: "how the host config is shared: 9p or vvfat"},
 		&cli.StringFlag{Name: "qemu-build", Value: "upstream", Category: machineCategory,
@@ -96,6 +96,12 @@ func machineShapes(c *cli.Context) ([]machineShape, error) {
 				// Upstream dstack-mr reads a bare number as bytes; the original Go tool's -ram
 				// took MiB. Say which was meant rather than fail deep in the firmware layout.
 				return nil, fmt.Errorf("--memory %s: a bare number is bytes, and %d bytes cannot hold the firmware: did you mean %sM?", ms, m, ms)
+			}
+			if base.Config.Hugepages && m%(1<<30) != 0 {
+				// --memory is what QEMU gets; dstack-vmm only ever gives a hugepages VM whole
+				// GiB (verify applies its rounding to vm_config's memory_size).
+				return nil, fmt.Errorf("--memory %s with --hugepages: dstack-vmm launches hugepages VMs with whole GiB (memory_size %s would get %s)",
+					ms, formatSize(m), formatSize(m&^(1<<30-1)))
 			}
 			for _, prev := range shapes {
 				if prev.Config.CPUs == n && prev.Config.MemoryBytes == m {
