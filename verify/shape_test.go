@@ -74,12 +74,13 @@ func TestVerifyAssumesNewestProfile(t *testing.T) {
 	}
 }
 
-// vm_config fields that change the machine beyond the model (multi-node NUMA, extra root
-// devices) are refused as not supported, never ignored into a wrong prediction.
+// vm_config fields that change the machine beyond the model (GPUs behind NUMA nodes'
+// expanders, extra root devices) are refused as not supported, never ignored into a wrong
+// prediction.
 func TestVerifyRefusesUnmodelledTopology(t *testing.T) {
 	raw, g := loadFixture(t, fullFixture)
 	for _, tc := range []struct{ field, want string }{
-		{`"numa_nodes": [{"pxb_bus": 5}, {"pxb_bus": 6}]`, "NUMA layout of 2 guest node(s)"},
+		{`"hugepages": true, "numa_nodes": [{"pxb_bus": 5}, {"pxb_bus": 7}]`, "GPU(s) behind the hugepages pxb-pcie expander(s)"},
 		{`"extra_root_devices": [{"kind": "endpoint"}]`, "extra_root_devices"},
 	} {
 		var vm map[string]any
