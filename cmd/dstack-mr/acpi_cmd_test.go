@@ -105,7 +105,6 @@ func cliVMMShapes(t *testing.T) []oracleShape {
 		if d.Error != "" || d.Config.MemoryMB%1024 != 0 {
 			continue
 		}
-		d.Config.QEMUVersion = "10.2.2"
 		out = append(out, oracleShape{Config: d.Config,
 			SHA384: map[string]string{"tables": d.TablesSHA384, "rsdp": d.RSDPSHA384, "loader": d.LoaderSHA384}})
 	}
