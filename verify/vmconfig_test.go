@@ -3,6 +3,8 @@ package verify
 import (
 	"strings"
 	"testing"
+
+	"github.com/dstack-mr/dstack-mr/mr"
 )
 
 // dstack-vmm's configure_hugepage_memory launches a hugepages VM with whole GiB per node while
@@ -59,5 +61,26 @@ func TestVMConfigHugepagesMemory(t *testing.T) {
 	}
 	if _, err := vm.Machine(); err == nil || !strings.Contains(err.Error(), "vm_config.memory_size") {
 		t.Errorf("hugepages VM under 1 GiB: error %v, want one naming vm_config.memory_size", err)
+	}
+}
+
+// A memory size given as an override is QEMU's, so with hugepages it must be whole GiB.
+func TestOverriddenHugepagesMemory(t *testing.T) {
+	vm, err := ParseVMConfig([]byte(`{"cpu_count": 4, "memory_size": 4294967296, "hugepages": true, "qemu_version": "9.2.1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		memory  uint64
+		errPart string
+	}{{3 << 30, ""}, {2560 << 20, "whole GiB"}} {
+		opts := &Options{OverrideMachine: func(m *mr.Machine) { m.MemoryBytes = tc.memory }, OverrideFields: []string{"memory_size"}}
+		m, err := machine(opts, vm)
+		switch {
+		case tc.errPart == "" && (err != nil || m.MemoryBytes != tc.memory):
+			t.Errorf("%d bytes: %v", tc.memory, err)
+		case tc.errPart != "" && (err == nil || !strings.Contains(err.Error(), tc.errPart)):
+			t.Errorf("%d bytes: error %v, want %q", tc.memory, err, tc.errPart)
+		}
 	}
 }
