@@ -20,13 +20,39 @@ import (
 
 const vmmDumpDir = "../testdata/acpi-vmm"
 
+// blobDump is what a QEMU dump recorded: the SHA-384 of each fw_cfg blob, or why QEMU refused.
+type blobDump struct {
+	QEMUVersion  string `json:"qemu_version"`
+	TablesSHA384 string `json:"tables_sha384"`
+	RSDPSHA384   string `json:"rsdp_sha384"`
+	LoaderSHA384 string `json:"loader_sha384"`
+	Error        string `json:"error"`
+}
+
+// compare reports each of got's blobs that differs from the dump, the tables by first
+// differing table and offset (the dump's blob read from dir).
+func (d blobDump) compare(t *testing.T, got *Blobs, dir string, blobs blobCache) {
+	t.Helper()
+	for _, b := range []struct {
+		name string
+		data []byte
+		want string
+	}{{"tables", got.Tables, d.TablesSHA384}, {"rsdp", got.RSDP, d.RSDPSHA384}, {"loader", got.Loader, d.LoaderSHA384}} {
+		if sum := sha512.Sum384(b.data); hex.EncodeToString(sum[:]) == b.want {
+			continue
+		}
+		if b.name != "tables" {
+			t.Errorf("%s differs from QEMU %s", b.name, d.QEMUVersion)
+			continue
+		}
+		want := blobs.getFrom(t, dir, b.want)
+		t.Errorf("tables differ from QEMU %s: %s", d.QEMUVersion, describeTablesDiff(got.Tables, want, got.List))
+	}
+}
+
 type vmmDump struct {
-	QEMUVersion  string       `json:"qemu_version"`
-	Config       oracleConfig `json:"config"`
-	TablesSHA384 string       `json:"tables_sha384"`
-	RSDPSHA384   string       `json:"rsdp_sha384"`
-	LoaderSHA384 string       `json:"loader_sha384"`
-	Error        string       `json:"error"`
+	blobDump
+	Config oracleConfig `json:"config"`
 }
 
 func TestVMMHugepagesExpanderDumps(t *testing.T) {
@@ -47,31 +73,11 @@ func TestVMMHugepagesExpanderDumps(t *testing.T) {
 			}
 			cfg := o.machine(t)
 			cfg.hugepagesWithoutExpander = false // what dstack-vmm launches: the default
-			v, err := ParseVersion(d.QEMUVersion)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.QEMUVersion = v
 			got, err := Build(cfg)
 			if err != nil {
 				t.Fatalf("Build: %v", err)
 			}
-			for _, b := range []struct {
-				name string
-				data []byte
-				want string
-			}{{"tables", got.Tables, d.TablesSHA384}, {"rsdp", got.RSDP, d.RSDPSHA384}, {"loader", got.Loader, d.LoaderSHA384}} {
-				sum := sha512.Sum384(b.data)
-				if hex.EncodeToString(sum[:]) == b.want {
-					continue
-				}
-				if b.name != "tables" {
-					t.Errorf("%s differs from QEMU %s", b.name, d.QEMUVersion)
-					continue
-				}
-				want := blobs.getFrom(t, vmmDumpDir, b.want)
-				t.Errorf("tables differ from QEMU %s: %s", d.QEMUVersion, describeTablesDiff(got.Tables, want, got.List))
-			}
+			d.compare(t, got, vmmDumpDir, blobs)
 			if !t.Failed() {
 				matched++
 			}
@@ -85,16 +91,12 @@ func TestVMMHugepagesExpanderDumps(t *testing.T) {
 
 // numaDump is a multi-node machine as dstack-vmm launches it (../testdata/acpi-numa).
 type numaDump struct {
-	QEMUVersion string `json:"qemu_version"`
-	Config      struct {
+	blobDump
+	Config struct {
 		oracleConfig
 		NUMANodes   []NUMANode `json:"numa_nodes"`
 		GPUsPerNode []int      `json:"gpus_per_node"`
 	} `json:"config"`
-	TablesSHA384 string `json:"tables_sha384"`
-	RSDPSHA384   string `json:"rsdp_sha384"`
-	LoaderSHA384 string `json:"loader_sha384"`
-	Error        string `json:"error"`
 }
 
 const numaDumpDir = "../testdata/acpi-numa"
@@ -128,21 +130,7 @@ func TestVMMNUMADumps(t *testing.T) {
 			if err != nil {
 				t.Fatalf("buildDump: %v", err)
 			}
-			for _, b := range []struct {
-				name string
-				data []byte
-				want string
-			}{{"tables", got.Tables, d.TablesSHA384}, {"rsdp", got.RSDP, d.RSDPSHA384}, {"loader", got.Loader, d.LoaderSHA384}} {
-				if sum := sha512.Sum384(b.data); hex.EncodeToString(sum[:]) == b.want {
-					continue
-				}
-				if b.name != "tables" {
-					t.Errorf("%s differs from QEMU %s", b.name, d.QEMUVersion)
-					continue
-				}
-				want := blobs.getFrom(t, numaDumpDir, b.want)
-				t.Errorf("tables differ from QEMU %s: %s", d.QEMUVersion, describeTablesDiff(got.Tables, want, got.List))
-			}
+			d.compare(t, got, numaDumpDir, blobs)
 			if t.Failed() {
 				return
 			}

@@ -85,40 +85,11 @@ func cliOracleShapes(t *testing.T) []oracleShape {
 	return out
 }
 
-// cliVMMShapes are the QEMU dumps of hugepages machines as dstack-vmm launches them (an
-// expander on bus 5 with no GPU behind it) that the CLI can express: whole GiB of memory.
-func cliVMMShapes(t *testing.T) []oracleShape {
+// dumpShapes reads the QEMU dumps of machines as dstack-vmm launches them (testdata/acpi-vmm,
+// testdata/acpi-numa) and keeps those the CLI can express, at least min of them.
+func dumpShapes(t *testing.T, index string, keep func(oracleShape) bool, min int) []oracleShape {
 	t.Helper()
-	type vmmDump struct {
-		Config       testvectors.ACPIMachine `json:"config"`
-		TablesSHA384 string                  `json:"tables_sha384"`
-		RSDPSHA384   string                  `json:"rsdp_sha384"`
-		LoaderSHA384 string                  `json:"loader_sha384"`
-		Error        string                  `json:"error"`
-	}
-	all, err := testvectors.ReadJSONLGzip[vmmDump]("../../testdata/acpi-vmm/index.jsonl.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []oracleShape
-	for _, d := range all {
-		if d.Error != "" || d.Config.MemoryMB%1024 != 0 {
-			continue
-		}
-		out = append(out, oracleShape{Config: d.Config,
-			SHA384: map[string]string{"tables": d.TablesSHA384, "rsdp": d.RSDPSHA384, "loader": d.LoaderSHA384}})
-	}
-	if len(out) < 20 {
-		t.Fatalf("only %d dstack-vmm hugepages shapes picked", len(out))
-	}
-	return out
-}
-
-// cliNUMAShapes are the QEMU dumps of multi-node machines without GPUs (with GPUs the CLI
-// refuses them, TestACPICommandGPUBoundaries).
-func cliNUMAShapes(t *testing.T) []oracleShape {
-	t.Helper()
-	type numaDump struct {
+	type dump struct {
 		Config struct {
 			testvectors.ACPIMachine
 			NUMANodes []struct {
@@ -130,13 +101,13 @@ func cliNUMAShapes(t *testing.T) []oracleShape {
 		LoaderSHA384 string `json:"loader_sha384"`
 		Error        string `json:"error"`
 	}
-	all, err := testvectors.ReadJSONLGzip[numaDump]("../../testdata/acpi-numa/index.jsonl.gz")
+	all, err := testvectors.ReadJSONLGzip[dump](index)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []oracleShape
 	for _, d := range all {
-		if d.Error != "" || d.Config.NumGPUs != 0 {
+		if d.Error != "" {
 			continue
 		}
 		o := oracleShape{Config: d.Config.ACPIMachine,
@@ -144,12 +115,26 @@ func cliNUMAShapes(t *testing.T) []oracleShape {
 		for _, n := range d.Config.NUMANodes {
 			o.numaBuses = append(o.numaBuses, strconv.Itoa(n.PXBBus))
 		}
-		out = append(out, o)
+		if keep(o) {
+			out = append(out, o)
+		}
 	}
-	if len(out) < 5 {
-		t.Fatalf("only %d multi-node shapes picked", len(out))
+	if len(out) < min {
+		t.Fatalf("only %d shapes picked from %s", len(out), index)
 	}
 	return out
+}
+
+// cliVMMShapes are the QEMU dumps of hugepages machines as dstack-vmm launches them (an
+// expander on bus 5 with no GPU behind it) that the CLI can express: whole GiB of memory.
+func cliVMMShapes(t *testing.T) []oracleShape {
+	return dumpShapes(t, "../../testdata/acpi-vmm/index.jsonl.gz", func(o oracleShape) bool { return o.Config.MemoryMB%1024 == 0 }, 20)
+}
+
+// cliNUMAShapes are the QEMU dumps of multi-node machines without GPUs (with GPUs the CLI
+// refuses them, TestACPICommandGPUBoundaries).
+func cliNUMAShapes(t *testing.T) []oracleShape {
+	return dumpShapes(t, "../../testdata/acpi-numa/index.jsonl.gz", func(o oracleShape) bool { return o.Config.NumGPUs == 0 }, 5)
 }
 
 // TestACPICommandAgainstOracle: `dstack-mr acpi --json --out DIR`, driven by the same flags a
