@@ -816,7 +816,7 @@ func machine(opts *Options, vm *VMConfig) (*mr.Machine, error) {
 	}
 	// A given memory size is QEMU's (vm_config's is rounded in vm.Machine); dstack-vmm only
 	// ever gives a hugepages VM whole GiB.
-	if m.Hugepages && overrides(opts, "memory_size") && m.MemoryBytes%(1<<30) != 0 {
+	if m.Hugepages && overrides(opts, "memory_size") && m.MemoryBytes%mr.HugepagesGranule != 0 {
 		return nil, fmt.Errorf("memory_size %d bytes with hugepages: dstack-vmm launches hugepages VMs with whole GiB", m.MemoryBytes)
 	}
 	// A verifier judges a CVM that already runs: a QEMU newer than the newest profile is

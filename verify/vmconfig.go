@@ -250,7 +250,7 @@ func (vm *VMConfig) Machine() (*mr.Machine, error) {
 	}
 	memory := vm.MemorySize
 	if vm.Hugepages {
-		if memory, err = HugepagesLaunchMemory(vm.MemorySize, len(vm.NUMANodes)); err != nil {
+		if memory, err = mr.HugepagesLaunchMemory(vm.MemorySize, len(vm.NUMANodes)); err != nil {
 			return nil, fmt.Errorf("vm_config.memory_size: %w", err)
 		}
 	}
@@ -280,22 +280,4 @@ func (vm *VMConfig) Machine() (*mr.Machine, error) {
 	// Whether the kernel is measured patched follows from the QEMU version and the firmware
 	// (mr.Image.KernelPatched).
 	return m, nil
-}
-
-// HugepagesLaunchMemory is the RAM dstack-vmm gives a hugepages VM whose vm_config says
-// memorySize: whole GiB, rounded down, then up to a multiple of the node count so each node's
-// hugepage backend has whole GiB (configure_hugepage_memory; vm_config keeps the requested
-// size, cpu_count is already the effective one). nodes 0 means the single node hugepages
-// implies. Under 1 GiB the VMM would launch QEMU with no RAM at all: an error.
-func HugepagesLaunchMemory(memorySize uint64, nodes int) (uint64, error) {
-	const gib = 1 << 30
-	if nodes < 1 {
-		nodes = 1
-	}
-	g := memorySize / gib
-	if g == 0 {
-		return 0, fmt.Errorf("%d bytes with hugepages: dstack-vmm counts hugepage memory in whole GiB and would launch this VM with none", memorySize)
-	}
-	n := uint64(nodes)
-	return (g + n - 1) / n * n * gib, nil
 }

@@ -97,11 +97,11 @@ func machineShapes(c *cli.Context) ([]machineShape, error) {
 				// took MiB. Say which was meant rather than fail deep in the firmware layout.
 				return nil, fmt.Errorf("--memory %s: a bare number is bytes, and %d bytes cannot hold the firmware: did you mean %sM?", ms, m, ms)
 			}
-			if base.Config.Hugepages && m%(1<<30) != 0 {
+			if base.Config.Hugepages && m%mr.HugepagesGranule != 0 {
 				// --memory is what QEMU gets; dstack-vmm only ever gives a hugepages VM whole
 				// GiB (verify applies its rounding to vm_config's memory_size).
 				return nil, fmt.Errorf("--memory %s with --hugepages: dstack-vmm launches hugepages VMs with whole GiB (memory_size %s would get %s)",
-					ms, formatSize(m), formatSize(m&^(1<<30-1)))
+					ms, formatSize(m), formatSize(m/mr.HugepagesGranule*mr.HugepagesGranule))
 			}
 			for _, prev := range shapes {
 				if prev.Config.CPUs == n && prev.Config.MemoryBytes == m {
