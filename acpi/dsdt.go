@@ -76,10 +76,8 @@ func buildDSDT(cfg *MachineConfig) ([]byte, error) {
 	root = append(root, pciInterruptsAML(prof)...)
 	root = append(root, gpeBlockAML())
 	root = append(root, cpus...)
-	// pxb_register_bus inserts each expander's bus at the head of pcie.0's child list, and
-	// build_dsdt walks that list: the last node's expander comes first.
-	for i := len(bus.expanders) - 1; i >= 0; i-- {
-		root = append(root, expanderBridgeAML(bus.expanders[i]))
+	for _, x := range bus.expanders {
+		root = append(root, expanderBridgeAML(x))
 	}
 	root = append(root, hostBridgeResourcesAML(cfg, bus, hotplug))
 	root = append(root, sleepStatesAML())

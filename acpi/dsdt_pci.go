@@ -58,7 +58,9 @@ type pxbExpander struct {
 
 // pcieRoot is what build_dsdt sees of the PCI topology.
 type pcieRoot struct {
-	devices   []pciDevice // sorted by devfn
+	devices []pciDevice // sorted by devfn
+	// expanders in pcie.0's child-bus list order, which build_dsdt walks: pxb_register_bus
+	// inserts each new expander's bus at the head, so the last node's comes first.
 	expanders []pxbExpander
 }
 
@@ -114,7 +116,7 @@ func pcieRootLayout(cfg *MachineConfig) (*pcieRoot, error) {
 		}
 		used[x.slot] = true
 		root.devices = append(root.devices, pciDevice{devfn: pciDevFn(x.slot, 0)})
-		root.expanders = append(root.expanders, x)
+		root.expanders = append([]pxbExpander{x}, root.expanders...)
 		gpuPorts = 0 // behind the expanders
 	}
 	for i := 0; i < gpuPorts+cfg.NumNVSwitches; i++ {
@@ -133,14 +135,14 @@ func pcieRootLayout(cfg *MachineConfig) (*pcieRoot, error) {
 }
 
 // rootBusLimit is the last bus number PCI0 decodes, as build_dsdt computes it: walking the
-// expanders newest first, a bus below the limit so far cuts it to that bus - 1. The comparison
+// expanders in list order, a bus below the limit so far cuts it to that bus - 1. The comparison
 // is with the limit, not the limit + 1, so an expander whose bus directly follows a later
 // node's (buses 5, 6) does not cut: nodes on 5, 6 and 8 leave PCI0 buses 0..5 (QEMU 10.2.2).
 func (r *pcieRoot) rootBusLimit() int {
 	limit := 0xff
-	for i := len(r.expanders) - 1; i >= 0; i-- {
-		if bus := r.expanders[i].busNr; bus < limit {
-			limit = bus - 1
+	for _, x := range r.expanders {
+		if x.busNr < limit {
+			limit = x.busNr - 1
 		}
 	}
 	return limit

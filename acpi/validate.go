@@ -133,7 +133,7 @@ func (c *MachineConfig) validateDevices() error {
 		if c.NumGPUs > pxbPCIeSlots {
 			return fmt.Errorf("%d GPUs (num_gpus): the hugepages pxb-pcie expander has %d slots", c.NumGPUs, pxbPCIeSlots)
 		}
-		used = auto + 1 + c.NumNVSwitches // GPU root ports sit behind the expander
+		used = auto + len(c.numaExpanders()) + c.NumNVSwitches // GPU root ports sit behind the expanders
 	}
 	if used > pcieRootFreeSlots {
 		return fmt.Errorf("the machine needs %d pcie.0 slots (disks, NICs, GPU/NVSwitch root ports); q35 has %d", used, pcieRootFreeSlots)
