@@ -54,12 +54,24 @@ func ParseCollateral(data []byte) (*Collateral, error) {
 	return &c, nil
 }
 
+// signedDocument is the header Intel's TCB info and QE identity share.
+type signedDocument struct {
+	ID         string    `json:"id"`
+	Version    int       `json:"version"`
+	IssueDate  time.Time `json:"issueDate"`
+	NextUpdate time.Time `json:"nextUpdate"`
+}
+
+// tcbVerdict is what a TCB level of either document says once a TCB reaches it.
+type tcbVerdict struct {
+	TCBDate     time.Time `json:"tcbDate"`
+	TCBStatus   string    `json:"tcbStatus"`
+	AdvisoryIDs []string  `json:"advisoryIDs"`
+}
+
 // tcbInfo is Intel's TDX TCB info (version 3).
 type tcbInfo struct {
-	ID                  string           `json:"id"`
-	Version             int              `json:"version"`
-	IssueDate           time.Time        `json:"issueDate"`
-	NextUpdate          time.Time        `json:"nextUpdate"`
+	signedDocument
 	FMSPC               string           `json:"fmspc"`
 	PCEID               string           `json:"pceId"`
 	TCBEvaluationNumber int              `json:"tcbEvaluationDataNumber"`
@@ -84,9 +96,7 @@ type isvTCBLevel struct {
 	TCB struct {
 		ISVSVN int `json:"isvsvn"`
 	} `json:"tcb"`
-	TCBDate     time.Time `json:"tcbDate"`
-	TCBStatus   string    `json:"tcbStatus"`
-	AdvisoryIDs []string  `json:"advisoryIDs"`
+	tcbVerdict
 }
 
 type svnComponent struct {
@@ -99,17 +109,12 @@ type platformTCBLvl struct {
 		PCESVN int            `json:"pcesvn"`
 		TDX    []svnComponent `json:"tdxtcbcomponents"`
 	} `json:"tcb"`
-	TCBDate     time.Time `json:"tcbDate"`
-	TCBStatus   string    `json:"tcbStatus"`
-	AdvisoryIDs []string  `json:"advisoryIDs"`
+	tcbVerdict
 }
 
 // qeIdentity is Intel's TD_QE enclave identity (version 2).
 type qeIdentity struct {
-	ID             string        `json:"id"`
-	Version        int           `json:"version"`
-	IssueDate      time.Time     `json:"issueDate"`
-	NextUpdate     time.Time     `json:"nextUpdate"`
+	signedDocument
 	MiscSelect     string        `json:"miscselect"`
 	MiscSelectMask string        `json:"miscselectMask"`
 	Attributes     string        `json:"attributes"`
