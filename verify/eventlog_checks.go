@@ -67,7 +67,7 @@ func checkEventLog(r *Report, q *quote.Quote, events []eventlog.Event) {
 		reg.Replayed = mrs[i]
 		ok := bytes.Equal(mrs[i], q.Report.RTMR[i])
 		reg.ReplayMatch = bptr(ok)
-		r.check(rtmrName(i)+"-replay", ok, "event log replays RTMR%d to %x, quote has %x", i, mrs[i], []byte(q.Report.RTMR[i]))
+		r.check(rtmrName(i)+"-replay", ok, "event log replays RTMR%d to %x, %s has %x", i, mrs[i], r.registerSource(), []byte(q.Report.RTMR[i]))
 	}
 	probs := eventlog.CheckRuntimeDigests(events)
 	if len(probs) == 0 {
@@ -81,16 +81,16 @@ func checkEventLog(r *Report, q *quote.Quote, events []eventlog.Event) {
 		// The first tampered runtime event is RTMR3's divergence.
 		p := probs[0]
 		r.Registers["rtmr3"].FirstDivergence = &Divergence{
-			Position: positionInRegister(events, p.Index), LogIndex: p.Index, Label: p.Name, EventType: eventlog.RuntimeEventType,
+			Position: positionInRegister(events, p.Index), LogIndex: p.Index, Label: p.Name, LoggedLabel: p.Name, EventType: eventlog.RuntimeEventType,
 			Expected: p.Computed, Actual: p.Logged, DependsOn: []string{"the event's payload"},
-			Note: "expected_digest is recomputed from the logged name and payload",
+			Note: "the predicted digest is recomputed from the logged name and payload",
 		}
 	}
 	facts := eventlog.ExtractRTMR3(events)
 	r.RTMR3 = facts
 	r.check("rtmr3-structure", len(facts.Problems) == 0, "%s", orNone(facts.Problems))
 	r.App.AppID, r.App.ComposeHash, r.App.InstanceID = facts.AppID, facts.ComposeHash, facts.InstanceID
-	r.App.KeyProvider, r.App.RTMR3OSImageHash = facts.KeyProvider, facts.OSImageHash
+	r.App.KeyProvider = facts.KeyProvider
 }
 
 // strippedBootLog recognises the event log dstack's KMS and verifier pass around: no RTMR1 or

@@ -15,6 +15,7 @@ func (o *Options) UseImage(img *images.Image) error {
 	in := mr.InputsFromImage(img)
 	o.Image = &in
 	o.ImageOSImageHash = nil
+	o.ImageName = ExpectedImage{Source: img.Source, Version: img.Metadata.Version}
 	if img.OSImageHash != "" {
 		h, err := hex.DecodeString(img.OSImageHash)
 		if err != nil {

@@ -84,6 +84,9 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 	switch {
 	case opts.Image != nil:
 		r.Mode = "full"
+		im := opts.ImageName
+		im.OSImageHash = opts.ImageOSImageHash
+		r.ExpectedImage = &im
 	case opts.LiteMeasurement != nil, vm != nil && vm.TDXMeasurement != nil:
 		r.Mode = "lite"
 	default:
@@ -121,23 +124,11 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 		r.check("lite-document", false, "%v", err)
 		return notPredicted("the lite measurement document is unusable")
 	}
+	// Whose document it is decides how it may be bound to an os_image_hash (checkIdentity).
 	if opts.LiteMeasurement == nil {
-		// The VM supplied the document itself: it counts only when bound to os_image_hash,
-		// and the os_image_hash only when the relying party expects it.
-		// Bind it to the image the CVM itself attested when it did (RTMR3 os-image-hash), else to
-		// vm_config's, which the document then makes the identity.
-		id, idSource := vm.OSImageHash, "vm_config"
-		if r.App.RTMR3OSImageHash != nil {
-			id, idSource = r.App.RTMR3OSImageHash, "the RTMR3 os-image-hash event"
-		}
-		err := vm.TDXMeasurement.CheckBinding(id)
-		r.check("lite-document-binding", err == nil, "%s", errOr(err, vm.TDXMeasurement.Binding()+", to the os_image_hash of "+idSource))
-		if err == nil {
-			r.App.LiteBinding = vm.TDXMeasurement.Binding()
-		}
-		if opts.Expect.OSImageHash == nil && opts.ImageOSImageHash == nil {
-			r.skip("os-image-identity", true, "the lite document comes from the VM's own vm_config: give the expected os_image_hash (or a measurement.tdx.cbor you trust) to tie it to an image you trust")
-		}
+		r.LiteSource, r.LiteSHA256 = LiteFromVMConfig, sha256Of(vm.TDXMeasurement.Measurement)
+	} else {
+		r.LiteSource, r.LiteSHA256 = LiteFromRelyingParty, sha256Of(opts.LiteMeasurement)
 	}
 	if vm != nil && vm.OVMFVariant != nil && *vm.OVMFVariant != lm.TDVF.OVMF {
 		r.check("ovmf-variant", false, "vm_config.ovmf_variant %q, document %q", *vm.OVMFVariant, lm.TDVF.OVMF)
@@ -180,7 +171,7 @@ func liteExpectedForQuote(r *Report, lm *LiteMeasurement, m *mr.Machine, acpiDig
 		}
 		if bytes.Equal(e.RTMR[1], r.Registers["rtmr1"].Actual) {
 			if len(cands) > 1 {
-				r.check("kernel-form", true, "the quote's RTMR1 matches the document's %s kernel digest (of %d candidates)", c.Form, len(cands))
+				r.check("kernel-form", true, "the "+r.registerSource()+"'s RTMR1 matches the document's %s kernel digest (of %d candidates)", c.Form, len(cands))
 			}
 			return e, nil
 		}
@@ -212,7 +203,7 @@ func tryOtherQEMUBuild(r *Report, im *mr.Image, m *mr.Machine, meas *mr.Measurem
 	if err != nil {
 		return meas
 	}
-	r.check("qemu-build", true, "the quote's RTMR1 matches the kernel as %s QEMU loads it on QEMU %s, not as %s QEMU does", alt.QEMUBuild, m.QEMUVersion, m.QEMUBuild.OrUpstream())
+	r.check("qemu-build", true, "the "+r.registerSource()+"'s RTMR1 matches the kernel as %s QEMU loads it on QEMU %s, not as %s QEMU does", alt.QEMUBuild, m.QEMUVersion, m.QEMUBuild.OrUpstream())
 	*m = alt
 	return other
 }
@@ -309,7 +300,10 @@ func fromMeasurement(m *mr.Measurement) (*Expected, error) {
 	return e, nil
 }
 
-func compareExpected(r *Report, e *Expected, events []eventlog.Event) {
+// compareExpected compares the predicted registers with the quote and names, for each that
+// diverges, the first divergent event. firmwareNote, when set, is why RTMR0 cannot be predicted
+// at all (an unmodelled firmware generation): it is then the whole of RTMR0's diagnosis.
+func compareExpected(r *Report, e *Expected, events []eventlog.Event, firmwareNote string) {
 	if e == nil {
 		return
 	}
@@ -317,30 +311,37 @@ func compareExpected(r *Report, e *Expected, events []eventlog.Event) {
 	mrtd.Expected = e.MRTD
 	ok := bytes.Equal(e.MRTD, mrtd.Actual)
 	mrtd.Match = bptr(ok)
-	r.check("mrtd", ok, "expected %x, quote %x", []byte(e.MRTD), []byte(mrtd.Actual))
+	detail := fmt.Sprintf("expected %x, %s %x", []byte(e.MRTD), r.registerSource(), []byte(mrtd.Actual))
 	if !ok {
-		mrtd.FirstDivergence = &Divergence{LogIndex: -1, Label: "mrtd", Expected: e.MRTD, Actual: mrtd.Actual, DependsOn: DependsOn("mrtd"),
-			Note: "MRTD has no event log: the firmware image or its page-add order differs"}
+		mrtd.FirstDivergence = &Divergence{Position: -1, LogIndex: -1, Label: "mrtd", DependsOn: DependsOn("mrtd"),
+			Note: "MRTD has no event log: the firmware image or its page-add order (QEMU version) differs"}
+		detail += "; " + mrtd.FirstDivergence.String()
 	}
+	r.check("mrtd", ok, "%s", detail)
 	var logged [3][]eventlog.Event
 	for _, ev := range events {
 		if ev.IMR < 3 {
 			logged[ev.IMR] = append(logged[ev.IMR], ev)
 		}
 	}
+	stripped := strippedBootLog(events)
 	for i := 0; i < 3; i++ {
 		reg := r.Registers[rtmrName(i)]
 		reg.Expected = e.RTMR[i]
 		ok := bytes.Equal(e.RTMR[i], reg.Actual)
 		reg.Match = bptr(ok)
-		detail := fmt.Sprintf("expected %x, quote %x", []byte(e.RTMR[i]), []byte(reg.Actual))
+		detail := fmt.Sprintf("expected %x, %s %x", []byte(e.RTMR[i]), r.registerSource(), []byte(reg.Actual))
 		replayOK := reg.ReplayMatch == nil || *reg.ReplayMatch
 		if (!ok || !replayOK) && events != nil {
-			reg.FirstDivergence = firstDivergence(e.Events[i], logged[i])
-			if d := reg.FirstDivergence; d != nil {
-				detail += fmt.Sprintf("; first divergent event: #%d %s (expected %x, logged %x), depends on %s",
-					d.Position, d.Label, []byte(d.Expected), []byte(d.Actual), strings.Join(d.DependsOn, ", "))
+			switch {
+			case i == 0 && firmwareNote != "":
+				reg.FirstDivergence = &Divergence{Position: -1, LogIndex: -1, Note: firmwareNote}
+			case stripped:
+				reg.FirstDivergence = firstDivergenceStripped(i, e.Events[i], logged[i])
+			default:
+				reg.FirstDivergence = firstDivergence(e.Events[i], logged[i])
 			}
+			detail += "; " + reg.FirstDivergence.String()
 		}
 		r.check(rtmrName(i), ok, "%s", detail)
 	}
@@ -352,22 +353,62 @@ func firstDivergence(want []ExpectedEvent, got []eventlog.Event) *Divergence {
 		switch {
 		case i >= len(want):
 			g := got[i]
-			return &Divergence{Position: i, LogIndex: g.Index, Label: g.Label, EventType: g.EventType, Actual: g.Digest, DependsOn: DependsOn(g.Label),
-				Note: "the log has an event the image does not predict"}
+			return &Divergence{Position: i, LogIndex: g.Index, LoggedLabel: g.Label, EventType: g.EventType, Actual: g.Digest, DependsOn: DependsOn(g.Label),
+				Note: "the log has an event the prediction does not have"}
 		case i >= len(got):
 			w := want[i]
 			return &Divergence{Position: i, LogIndex: -1, Label: w.Label, EventType: w.EventType, Expected: w.Digest, DependsOn: DependsOn(w.Label),
-				Note: "the log lacks an event the image predicts"}
+				Note: "the log lacks an event the prediction has"}
 		case !bytes.Equal(want[i].Digest, got[i].Digest) || want[i].EventType != got[i].EventType:
 			w, g := want[i], got[i]
-			d := &Divergence{Position: i, LogIndex: g.Index, Label: w.Label, EventType: w.EventType, Expected: w.Digest, Actual: g.Digest, DependsOn: DependsOn(w.Label)}
+			d := &Divergence{Position: i, LogIndex: g.Index, Label: w.Label, LoggedLabel: g.Label, EventType: w.EventType, Expected: w.Digest, Actual: g.Digest, DependsOn: DependsOn(w.Label)}
 			if w.EventType != g.EventType {
-				d.Note = fmt.Sprintf("the log has event type 0x%x (%s) where 0x%x is predicted", g.EventType, g.Label, w.EventType)
+				d.Note = fmt.Sprintf("the log has event type 0x%x where 0x%x is predicted", g.EventType, w.EventType)
 			}
 			return d
 		}
 	}
 	return &Divergence{Position: -1, LogIndex: -1, Note: "every logged event matches the prediction, so the log itself does not reproduce the quote's register (or, in lite mode, a digest taken from the log is wrong)"}
+}
+
+// firstDivergenceStripped diagnoses a register of dstack's stripped log (RTMR0's ACPI digests
+// and nothing of RTMR1-2), where predicted and logged events cannot be walked side by side:
+// the logged ones are matched by label, and when they all agree the divergent event is among
+// those the log leaves out, which are named with what they depend on.
+func firstDivergenceStripped(imr int, want []ExpectedEvent, got []eventlog.Event) *Divergence {
+	byLabel := map[string]eventlog.Event{}
+	for _, g := range got {
+		if _, dup := byLabel[g.Label]; !dup && g.Label != "" {
+			byLabel[g.Label] = g
+		}
+	}
+	var unlogged, deps []string
+	seen := map[string]bool{}
+	for i, w := range want {
+		g, ok := byLabel[w.Label]
+		if !ok {
+			unlogged = append(unlogged, w.Label)
+			for _, d := range DependsOn(w.Label) {
+				if !seen[d] {
+					seen[d] = true
+					deps = append(deps, d)
+				}
+			}
+			continue
+		}
+		if w.FromLog {
+			continue // taken from the log: equal by construction
+		}
+		if !bytes.Equal(w.Digest, g.Digest) {
+			return &Divergence{Position: i, LogIndex: g.Index, Label: w.Label, LoggedLabel: g.Label, EventType: w.EventType, Expected: w.Digest, Actual: g.Digest,
+				DependsOn: DependsOn(w.Label), Note: "stripped event log: compared by label"}
+		}
+	}
+	note := fmt.Sprintf("stripped event log (dstack's KMS form): RTMR%d's events are not logged, so the divergent one cannot be named; it is one of %s", imr, strings.Join(unlogged, ", "))
+	if len(byLabel) > 0 {
+		note = fmt.Sprintf("stripped event log (dstack's KMS form): the logged events match the prediction, so the divergent one is among those the log leaves out: %s", strings.Join(unlogged, ", "))
+	}
+	return &Divergence{Position: -1, LogIndex: -1, DependsOn: deps, Note: note}
 }
 
 // checkACPI compares the logged ACPI digests with the tables built for the VM shape, which a

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
@@ -29,6 +30,12 @@ type Report struct {
 	App               *AppInfo             `json:"app"`
 	VMConfig          *VMConfig            `json:"vm_config,omitempty"`
 	Lite              *LiteMeasurement     `json:"lite_measurement,omitempty"`
+	// LiteSource says whose lite document was used: LiteFromVMConfig (the VM's own, supplied by
+	// the host) or LiteFromRelyingParty (--measurement); LiteSHA256 names it.
+	LiteSource string `json:"lite_measurement_source,omitempty"`
+	LiteSHA256 Hex    `json:"lite_measurement_sha256,omitempty"`
+	// ExpectedImage names the image of full mode: where it was read and its metadata.json version.
+	ExpectedImage *ExpectedImage `json:"expected_image,omitempty"`
 	// Shape is the VM shape the prediction assumed, with where each field came from.
 	Shape      *VMShape     `json:"vm_shape,omitempty"`
 	Checks     []Check      `json:"checks"`
@@ -40,32 +47,45 @@ type Report struct {
 	ToolVersion string `json:"tool_version,omitempty"`
 }
 
-// VMShape is the machine a prediction was made for. Sources maps each field (vm_config's key
-// names) to "vm_config", "flag" or "default".
+// ExpectedImage names the expected image a full-mode report was predicted from.
+type ExpectedImage struct {
+	Source      string `json:"source"`
+	Version     string `json:"version,omitempty"`
+	OSImageHash Hex    `json:"os_image_hash,omitempty"`
+}
+
+// VMShape is the machine a prediction was made for. Sources maps each field, by its name in
+// this JSON object, to "vm_config", "flag", "default" or, for acpi_profile, "derived" (from
+// qemu_version).
 type VMShape struct {
 	mr.MachineReport
 	Sources map[string]string `json:"sources"`
 }
 
-// shapeFields are the VMShape fields whose source is reported, by vm_config key.
-var shapeFields = []string{"cpu_count", "memory_size", "qemu_version", "pic", "smm", "qemu_single_pass_add_pages",
-	"num_nics", "num_verity_volumes", "num_gpus", "num_nvswitches", "hotplug_off", "root_verity",
-	"pci_hole64_size", "hugepages", "host_share_mode", "numa_nodes", "qemu_build"}
+// shapeFields are the VMShape fields whose source is reported, with the vm_config key that
+// carries each.
+var shapeFields = []struct{ field, vmConfigKey string }{
+	{"cpu_count", "cpu_count"}, {"memory_size", "memory_size"}, {"qemu_version", "qemu_version"}, {"qemu_build", "qemu_build"},
+	{"two_pass_add_pages", "qemu_single_pass_add_pages"}, {"pic", "pic"}, {"smm", "smm"}, {"num_nics", "num_nics"},
+	{"num_verity_volumes", "num_verity_volumes"}, {"num_gpus", "num_gpus"}, {"num_nvswitches", "num_nvswitches"},
+	{"hotplug_off", "hotplug_off"}, {"root_verity", "root_verity"}, {"pci_hole64_size", "pci_hole64_size"},
+	{"hugepages", "hugepages"}, {"host_share_mode", "host_share_mode"}, {"numa_nodes", "numa_nodes"},
+}
 
 func describeShape(m *mr.Machine, vm *VMConfig, flags []string) *VMShape {
-	s := &VMShape{MachineReport: m.Report(), Sources: map[string]string{}}
+	s := &VMShape{MachineReport: m.Report(), Sources: map[string]string{"acpi_profile": "derived"}}
 	flagged := map[string]bool{}
 	for _, f := range flags {
 		flagged[f] = true
 	}
 	for _, f := range shapeFields {
 		switch {
-		case flagged[f]:
-			s.Sources[f] = "flag"
-		case vm != nil && vm.present[f]:
-			s.Sources[f] = "vm_config"
+		case flagged[f.vmConfigKey]:
+			s.Sources[f.field] = "flag"
+		case vm != nil && vm.present[f.vmConfigKey]:
+			s.Sources[f.field] = "vm_config"
 		default:
-			s.Sources[f] = "default"
+			s.Sources[f.field] = "default"
 		}
 	}
 	return s
@@ -98,34 +118,37 @@ type Register struct {
 
 // Divergence is the first event at which a register's log departs from the prediction.
 type Divergence struct {
-	Position  int      `json:"position"`  // index among the register's events
-	LogIndex  int      `json:"log_index"` // index in the whole log; -1 when missing from it
-	Label     string   `json:"label"`
-	EventType uint32   `json:"event_type,omitempty"`
-	Expected  Hex      `json:"expected_digest,omitempty"`
-	Actual    Hex      `json:"actual_digest,omitempty"`
-	DependsOn []string `json:"depends_on,omitempty"`
-	Note      string   `json:"note,omitempty"`
+	Position int    `json:"position"`  // index among the register's events
+	LogIndex int    `json:"log_index"` // index in the whole log; -1 when missing from it
+	Label    string `json:"label"`     // the predicted event's; "" when the prediction has none there
+	// LoggedLabel is the logged event's label at that position; "" when the log has none there.
+	LoggedLabel string   `json:"logged_label,omitempty"`
+	EventType   uint32   `json:"event_type,omitempty"`
+	Expected    Hex      `json:"expected_digest,omitempty"`
+	Actual      Hex      `json:"actual_digest,omitempty"`
+	DependsOn   []string `json:"depends_on,omitempty"`
+	Note        string   `json:"note,omitempty"`
 }
 
 // AppInfo is the app identity the attestation carries.
 type AppInfo struct {
-	AppID            Hex                   `json:"app_id,omitempty"`
-	ComposeHash      Hex                   `json:"compose_hash,omitempty"`
-	InstanceID       Hex                   `json:"instance_id,omitempty"`
-	KeyProvider      *eventlog.KeyProvider `json:"key_provider,omitempty"`
-	OSImageHash      Hex                   `json:"os_image_hash,omitempty"`       // vm_config's
-	RTMR3OSImageHash Hex                   `json:"rtmr3_os_image_hash,omitempty"` // RTMR3 event (KMS's view)
-	// OSImageIdentity is the os_image_hash this report holds the CVM to, and
-	// OSImageIdentitySource says what carries it: "rtmr3" (the CVM's own event), "lite-document"
-	// (vm_config's hash, bound by the lite document whose predicted registers the quote
-	// matched), "image" (the expected image, whose registers the quote matched) or
-	// "vm_config" (supplied by the host, attested by nothing).
-	OSImageIdentity       Hex    `json:"os_image_identity,omitempty"`
-	OSImageIdentitySource string `json:"os_image_identity_source,omitempty"`
-	// LiteBinding names how the VM's own lite document was bound to that hash.
-	LiteBinding string `json:"lite_binding,omitempty"`
-	MRConfigID  Hex    `json:"mr_config_id,omitempty"`
+	AppID       Hex                   `json:"app_id,omitempty"`
+	ComposeHash Hex                   `json:"compose_hash,omitempty"`
+	InstanceID  Hex                   `json:"instance_id,omitempty"`
+	KeyProvider *eventlog.KeyProvider `json:"key_provider,omitempty"`
+	// OSImageHash is the os_image_hash this report holds the CVM to (null when none was
+	// established), and OSImageHashSource what establishes it: IdentityRTMR3 (the CVM's own
+	// event), IdentityImage (the expected image, whose registers the quote matched) or
+	// IdentityPinnedDocument (the hash the relying party pinned, to which the measurement
+	// document the quote matched is bound). See identity.go for the rule.
+	OSImageHash       Hex    `json:"os_image_hash"`
+	OSImageHashSource string `json:"os_image_hash_source,omitempty"`
+	// OSImageHashBinding names how the lite document was tied to an os_image_hash, when it was.
+	OSImageHashBinding string `json:"os_image_hash_binding,omitempty"`
+	// VMConfigOSImageHash is vm_config's os_image_hash: supplied by the host, attested by
+	// nothing, never the identity on its own.
+	VMConfigOSImageHash Hex `json:"vm_config_os_image_hash,omitempty"`
+	MRConfigID          Hex `json:"mr_config_id,omitempty"`
 }
 
 // Check is one comparison that ran.
@@ -137,6 +160,15 @@ type NotChecked struct {
 	Name     string `json:"name"`
 	Reason   string `json:"reason"`
 	Required bool   `json:"required"`
+}
+
+// registerSource names where the registers under check come from: a quote, or, without one,
+// the guest agent's unsigned Info.
+func (r *Report) registerSource() string {
+	if r.Quote == nil {
+		return "Info's tcb_info"
+	}
+	return "quote"
 }
 
 func (r *Report) check(name string, ok bool, format string, args ...any) {
@@ -165,4 +197,36 @@ func (r *Report) finish() {
 			r.Verified = false
 		}
 	}
+}
+
+// String says, in one line, which event diverges on each side, with both digests, what the
+// event depends on and the note; it never prints an empty value.
+func (d *Divergence) String() string {
+	var parts []string
+	switch {
+	case d.Label == "mrtd":
+		parts = append(parts, "MRTD")
+	case d.Position < 0:
+	case d.Label != "" && d.LoggedLabel != "":
+		if d.Label == d.LoggedLabel {
+			parts = append(parts, fmt.Sprintf("event #%d %s: predicted %x, logged %x", d.Position, d.Label, []byte(d.Expected), []byte(d.Actual)))
+		} else {
+			parts = append(parts, fmt.Sprintf("event #%d: predicted %s %x, the log has %s %x there", d.Position, d.Label, []byte(d.Expected), d.LoggedLabel, []byte(d.Actual)))
+		}
+	case d.Label != "":
+		parts = append(parts, fmt.Sprintf("event #%d %s: predicted %x, not in the log", d.Position, d.Label, []byte(d.Expected)))
+	case d.LoggedLabel != "" || d.Actual != nil:
+		label := d.LoggedLabel
+		if label == "" {
+			label = "(unlabelled)"
+		}
+		parts = append(parts, fmt.Sprintf("event #%d %s: logged %x, not predicted", d.Position, label, []byte(d.Actual)))
+	}
+	if d.Note != "" {
+		parts = append(parts, d.Note)
+	}
+	if len(d.DependsOn) > 0 {
+		parts = append(parts, "depends on "+strings.Join(d.DependsOn, ", "))
+	}
+	return "first divergence: " + strings.Join(parts, "; ")
 }

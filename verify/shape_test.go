@@ -142,7 +142,7 @@ func TestFixtureHistoryVerifies(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			raw := testvectors.ReadShared(t, "real-attestations/dstack-fixture-history/"+name)
 			probe := mustVerify(t, Options{Attestation: raw})
-			attested := probe.App.RTMR3OSImageHash
+			attested := probe.RTMR3.OSImageHash
 			if attested == nil {
 				t.Fatal("no os-image-hash event in RTMR3")
 			}
@@ -150,8 +150,8 @@ func TestFixtureHistoryVerifies(t *testing.T) {
 			if !r.Verified {
 				t.Fatalf("not verified: failed %+v, not checked %+v", r.Failed(), r.NotChecked)
 			}
-			if r.App.OSImageIdentitySource != "rtmr3" || !strings.Contains(r.App.LiteBinding, "SHA-256(measurement CBOR)") {
-				t.Errorf("identity %q, binding %q", r.App.OSImageIdentitySource, r.App.LiteBinding)
+			if r.App.OSImageHashSource != "rtmr3" || !strings.Contains(r.App.OSImageHashBinding, "SHA-256(measurement CBOR)") {
+				t.Errorf("identity %q, binding %q", r.App.OSImageHashSource, r.App.OSImageHashBinding)
 			}
 			wrong := append([]byte{}, attested...)
 			wrong[0] ^= 1
@@ -183,8 +183,8 @@ func TestStrippedLogCapturesVerify(t *testing.T) {
 			if !r.Verified {
 				t.Fatalf("not verified: failed %+v, not checked %+v", r.Failed(), r.NotChecked)
 			}
-			if r.App.OSImageIdentitySource != "lite-document" {
-				t.Errorf("identity from %q", r.App.OSImageIdentitySource)
+			if r.App.OSImageHashSource != IdentityPinnedDocument {
+				t.Errorf("identity from %q", r.App.OSImageHashSource)
 			}
 			if s := findSkip(r, "rtmr1-replay"); s == nil || s.Required || !strings.Contains(s.Reason, "predicted") {
 				t.Errorf("rtmr1-replay not reported as predicted: %+v", s)

@@ -37,6 +37,8 @@ type Options struct {
 	// ImageOSImageHash is the expected image's os_image_hash (SHA-256 of its sha256sum.txt),
 	// when known; vm_config.os_image_hash is checked against it.
 	ImageOSImageHash []byte
+	// ImageName names the expected image in the report (UseImage sets it).
+	ImageName ExpectedImage
 
 	// LiteMeasurement selects lite mode with a measurement.tdx.cbor the caller trusts (e.g.
 	// from an image they built). Without Image or LiteMeasurement, the document the VM
@@ -141,12 +143,10 @@ func Verify(opts Options) (*Report, error) {
 		// After the prediction, which may have settled the QEMU build from the quote.
 		r.Shape = describeShape(sh.machine, vm, opts.OverrideFields)
 	}
-	compareExpected(r, exp, events)
-	if rt0 := r.Registers["rtmr0"]; newFirmware != "" && rt0.Match != nil && !*rt0.Match {
-		rt0.FirstDivergence = &Divergence{Position: -1, LogIndex: -1, Note: newFirmware}
-	}
+	compareExpected(r, exp, events, newFirmware)
 	checkACPI(r, sh, exp, events)
-	checkApp(r, &opts, vm, q)
+	checkIdentity(r, &opts, vm)
+	checkExpectations(r, &opts, q)
 	explainReplayFailures(r)
 	if vm != nil && len(vm.Unknown) > 0 {
 		r.skip("vm-config-fields", false, "vm_config fields not interpreted: %s", strings.Join(vm.Unknown, ", "))

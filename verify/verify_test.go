@@ -182,8 +182,8 @@ func TestGenuineLite(t *testing.T) {
 	if acpiAvailable(r) && !r.Verified {
 		t.Errorf("with ACPI tables available the genuine lite attestation should verify: %+v", r.NotChecked)
 	}
-	if r.App.OSImageIdentitySource != "rtmr3" || r.App.LiteBinding == "" {
-		t.Errorf("identity from %q, binding %q", r.App.OSImageIdentitySource, r.App.LiteBinding)
+	if r.App.OSImageHashSource != "rtmr3" || r.App.OSImageHashBinding == "" {
+		t.Errorf("identity from %q, binding %q", r.App.OSImageHashSource, r.App.OSImageHashBinding)
 	}
 
 	// Without an expected os_image_hash the VM's own document proves only self-consistency.

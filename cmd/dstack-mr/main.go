@@ -15,8 +15,10 @@ import (
 )
 
 // jsonSchemaVersion is the schema_version of every JSON output (schemas/*.schema.json). It
-// changes when a key is removed or changes meaning; added keys keep it.
-const jsonSchemaVersion = 1
+// changes when a key is removed or changes meaning; added keys keep it. 2: measure drops the
+// top-level cpu/memory/memory_bytes (machine.cpu_count and memory_size say it); verify's
+// app.os_image_hash is the identity the report holds the CVM to, no longer vm_config's.
+const jsonSchemaVersion = 2
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"

@@ -76,8 +76,8 @@ func TestMeasureVectorsThroughCLI(t *testing.T) {
 		}
 		for i, v := range vs {
 			g := got[i]
-			if g.CPU != cpu || g.MemoryBytes != v.MemoryBytes {
-				t.Errorf("result %d is for cpu %d memory %d, want cpu %d memory %d", i, g.CPU, g.MemoryBytes, cpu, v.MemoryBytes)
+			if g.Machine.CPUCount != cpu || g.Machine.MemorySize != v.MemoryBytes {
+				t.Errorf("result %d is for cpu %d memory %d, want cpu %d memory %d", i, g.Machine.CPUCount, g.Machine.MemorySize, cpu, v.MemoryBytes)
 			}
 			for name, pair := range map[string][2]string{"mrtd": {g.MRTD, v.MRTD}, "rtmr0": {g.RTMR0, v.RTMR0}, "rtmr1": {g.RTMR1, v.RTMR1}, "rtmr2": {g.RTMR2, v.RTMR2}} {
 				if pair[0] != pair[1] {

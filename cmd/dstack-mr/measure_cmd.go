@@ -75,9 +75,6 @@ type measureResult struct {
 	RTMR0         string      `json:"rtmr0"`
 	RTMR1         string      `json:"rtmr1"`
 	RTMR2         string      `json:"rtmr2"`
-	CPU           int         `json:"cpu"`
-	Memory        string      `json:"memory"`
-	MemoryBytes   uint64      `json:"memory_bytes"`
 	Machine       machineJSON `json:"machine"`
 	EventLog      []mr.Event  `json:"event_log"`
 	Inputs        inputsJSON  `json:"inputs"`
@@ -147,7 +144,6 @@ func measureShapes(img *loadedImage, shapes []machineShape, log *logrus.Logger) 
 			}
 			results[i] = measureResult{
 				MRTD: res.MRTD, RTMR0: res.RTMR0, RTMR1: res.RTMR1, RTMR2: res.RTMR2,
-				CPU: m.CPUs, Memory: formatSize(m.MemoryBytes), MemoryBytes: m.MemoryBytes,
 				Machine: describeMachine(&m, patched), EventLog: res.EventLog,
 				Inputs: img.describe, OSImageHash: img.osImageHash, ChecksumsVerified: img.checksumsVerified,
 				Warnings: warnings, ToolVersion: version, SchemaVersion: jsonSchemaVersion,
@@ -173,7 +169,7 @@ func printMeasurements(w io.Writer, results []measureResult) {
 			fmt.Fprintln(w)
 		}
 		if !single {
-			fmt.Fprintf(w, "cpu %d, memory %s\n", r.CPU, r.Memory)
+			fmt.Fprintf(w, "cpu %d, memory %s\n", r.Machine.CPUCount, formatSize(r.Machine.MemorySize))
 		}
 		fmt.Fprintf(w, "MRTD:  %s\nRTMR0: %s\nRTMR1: %s\nRTMR2: %s\n", r.MRTD, r.RTMR0, r.RTMR1, r.RTMR2)
 		if !single {
@@ -249,7 +245,7 @@ func machineLine(r measureResult) string {
 		hole = formatSize(*m.PCIHole64Size)
 	}
 	return fmt.Sprintf("qemu %s (%s build, ACPI profile %s), %d vCPU, %s, two-pass MRTD %v, PIC %v, SMM %v, %d NIC, %d verity volume, %d GPU, %d NVSwitch, hotplug off %v, root verity %v, pci-hole64 %s, hugepages %v, share %s, kernel patched %v",
-		m.QEMUVersion, m.QEMUBuild, m.ACPIProfile, r.CPU, r.Memory, m.TwoPassAddPages, m.PIC, m.SMM, m.NumNICs, m.NumVerityVolumes,
+		m.QEMUVersion, m.QEMUBuild, m.ACPIProfile, m.CPUCount, formatSize(m.MemorySize), m.TwoPassAddPages, m.PIC, m.SMM, m.NumNICs, m.NumVerityVolumes,
 		m.NumGPUs, m.NumNVSwitches, m.HotplugOff, m.RootVerity, hole, m.Hugepages, m.HostShareMode, m.KernelPatched)
 }
 

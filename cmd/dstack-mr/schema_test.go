@@ -45,6 +45,17 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 			run{"quote-verify", []string{"quote", "verify", "--json", dir + "/dcap/dcap-qvl_tdx_quote.bin"}},
 			run{"verify", []string{"verify", "--json", "--attestation", dir + "/" + testvectors.DstackVerifier("quote-report.json")}},
 			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/dstack-fixture-history/tdx-lite-getquote.02bb2476.json"}},
+			// Pinned lite identity, a stripped log against another document (divergences), a
+			// stable202505 CVM, a GPU CVM's vm_config, a full-mode mismatch without vm_config.
+			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/dstack-verifier-qemu-10-2/tdx-lite-normalized-qemu-10-2-attestation.getquote.json",
+				"--os-image-hash", "a73f9b203c3ef8c175636e1741f8aef01d42695ca638b35cd1e82597cbee01d7"}},
+			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/dstack-verifier-qemu-10-2/tdx-lite-qemu-10-2-attestation.getquote.json",
+				"--measurement", dir + "/real-attestations/dstack-verifier-qemu-10-2/tdx-lite-normalized-attestation.measurement.cbor"}},
+			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/dstack-guest-agent-attestation-bin/attestation.as-getquote.json",
+				"--measurement", dir + "/real-attestations/dstack-verifier-qemu-10-2/tdx-lite-normalized-attestation.measurement.cbor"}},
+			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/nearai-cloud-report-gpt-oss-120b/model-gpu8.getquote.json"}},
+			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/near-mpc/getquote.old-ovmf.91b0067b.json",
+				"--cpu", "8", "--memory", "64G", "--qemu-version", "8.2.2", "../../testdata/sample-image"}},
 		)
 	}
 	for _, tc := range cases {
@@ -85,5 +96,8 @@ func TestMeasureBatchForms(t *testing.T) {
 		if errs := s.Validate(it); len(errs) > 0 {
 			t.Errorf("item %d: %v", i, errs)
 		}
+	}
+	if errs := s.Validate([]byte(arr)); len(errs) > 0 {
+		t.Errorf("the array itself: %v", errs)
 	}
 }

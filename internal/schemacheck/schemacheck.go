@@ -1,7 +1,7 @@
 // Package schemacheck validates JSON documents against the subset of JSON Schema (draft
 // 2020-12) that this project's output schemas use: type (one or a list), required,
-// properties, additionalProperties (boolean or schema), items, enum, const, minimum and $ref to
-// "#/$defs/NAME". It exists so tests can hold every command's real output to the schema
+// properties, additionalProperties (boolean or schema), items, enum, const, minimum, anyOf and
+// $ref to "#/$defs/NAME". It exists so tests can hold every command's real output to the schema
 // published under schemas/, without a dependency.
 package schemacheck
 
@@ -83,6 +83,22 @@ func (s *Schema) check(node map[string]any, v any, path string, errs *[]string) 
 	if err != nil {
 		*errs = append(*errs, path+": "+err.Error())
 		return
+	}
+	if alts, ok := node["anyOf"].([]any); ok {
+		var all []string
+		for i, a := range alts {
+			sub, _ := a.(map[string]any)
+			var e []string
+			s.check(sub, v, path, &e)
+			if len(e) == 0 {
+				all = nil
+				break
+			}
+			all = append(all, fmt.Sprintf("anyOf[%d]: %s", i, strings.Join(e, "; ")))
+		}
+		if len(all) > 0 {
+			*errs = append(*errs, fmt.Sprintf("%s: matches none of anyOf (%s)", path, strings.Join(all, " | ")))
+		}
 	}
 	if t, ok := node["type"]; ok {
 		var allowed []string

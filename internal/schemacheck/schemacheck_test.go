@@ -34,3 +34,29 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// anyOf: one object or an array of them, as measure prints one shape or several.
+func TestValidateAnyOf(t *testing.T) {
+	s, err := Parse([]byte(`{"anyOf":[{"$ref":"#/$defs/o"},{"type":"array","items":{"$ref":"#/$defs/o"}}],
+		"$defs":{"o":{"type":"object","required":["k"],"additionalProperties":false,"properties":{"k":{"type":"integer"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		doc  string
+		want string
+	}{
+		{`{"k":1}`, ""},
+		{`[{"k":1},{"k":2}]`, ""},
+		{`[]`, ""},
+		{`[{"k":1},{"j":2}]`, "matches none of anyOf"},
+		{`{"k":"x"}`, "matches none of anyOf"},
+		{`3`, "matches none of anyOf"},
+	} {
+		errs := s.Validate([]byte(tc.doc))
+		got := strings.Join(errs, "; ")
+		if (tc.want == "") != (len(errs) == 0) || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.doc, got, tc.want)
+		}
+	}
+}
