@@ -88,13 +88,16 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 				if verr != nil {
 					res.Error = verr.Error()
 				}
-				res.Acceptable = verr == nil && v.Authentic && len(v.Failed()) == 0 && (v.TCBStatus == nil || policy.Accepts(*v.TCBStatus))
+				ok := verr == nil && v.Authentic && len(v.Failed()) == 0 && (v.TCBStatus == nil || policy.Accepts(*v.TCBStatus))
+				if coll != nil || !ok {
+					res.Acceptable = &ok
+				}
 				if c.Bool("json") {
 					if err := printJSON(c.App.Writer, res); err != nil {
 						return err
 					}
 				} else {
-					printQuoteVerification(c.App.Writer, path, v, verr)
+					printQuoteVerification(c.App.Writer, path, q, v, verr)
 				}
 				for _, w := range v.Warnings {
 					log.Warn(w)
@@ -102,7 +105,7 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 				if verr != nil || !v.Authentic {
 					return &exitError{code: exitNotAuthentic, err: fmt.Errorf("%s: quote NOT authentic", path)}
 				}
-				if !res.Acceptable {
+				if res.Acceptable != nil && !*res.Acceptable {
 					status := "none"
 					if v.TCBStatus != nil {
 						status = *v.TCBStatus
@@ -120,8 +123,10 @@ type quoteVerifyResult struct {
 	*quote.Verification
 	// Error is set when the signature data cannot be read (the quote is then not authentic).
 	Error string `json:"error,omitempty"`
-	// Acceptable: authentic, every check passed, and the TCB status (when evaluated) meets the policy.
-	Acceptable  bool   `json:"acceptable"`
+	// Acceptable: authentic, every check passed, and the TCB status meets the policy; null when
+	// the quote is authentic but its TCB status was not evaluated (no collateral), so that no
+	// script reads "acceptable" where only authenticity was checked.
+	Acceptable  *bool  `json:"acceptable"`
 	TCBPolicy   string `json:"tcb_policy"`
 	ToolVersion string `json:"tool_version"`
 }
@@ -163,7 +168,7 @@ func parseTimeFlag(c *cli.Context, name string) (time.Time, error) {
 	return t, nil
 }
 
-func printQuoteVerification(w io.Writer, path string, v *quote.Verification, verr error) {
+func printQuoteVerification(w io.Writer, path string, q *quote.Quote, v *quote.Verification, verr error) {
 	verdict := "AUTHENTIC"
 	if verr != nil || !v.Authentic {
 		verdict = "NOT AUTHENTIC"
@@ -172,11 +177,22 @@ func printQuoteVerification(w io.Writer, path string, v *quote.Verification, ver
 	if verr != nil {
 		fmt.Fprintf(w, "  signature data: %v\n", verr)
 	}
+	// The registers an auditor copies from here, full length.
+	rep := q.Report
+	for _, f := range []struct {
+		name string
+		v    []byte
+	}{{"MRTD", rep.MRTD}, {"RTMR0", rep.RTMR[0]}, {"RTMR1", rep.RTMR[1]}, {"RTMR2", rep.RTMR[2]}, {"RTMR3", rep.RTMR[3]},
+		{"REPORTDATA", rep.ReportData}, {"MRCONFIGID", rep.MRConfigID}} {
+		fmt.Fprintf(w, "  %-10s %x\n", f.name, f.v)
+	}
 	if v.FMSPC != "" {
 		fmt.Fprintf(w, "  FMSPC %s, PCE ID %s, PCE SVN %d, QE SVN %d, CPU SVN %s, TEE_TCB_SVN %s\n", v.FMSPC, v.PCEID, v.PCESVN, v.QESVN, v.CPUSVN, v.TEETCBSVN)
 	}
 	if v.TCBStatus != nil {
 		fmt.Fprintf(w, "  TCB status %s, advisories %v\n", *v.TCBStatus, v.AdvisoryIDs)
+	} else {
+		fmt.Fprintln(w, "  TCB status not evaluated (give --collateral): only authenticity was checked")
 	}
 	if v.PCK != nil {
 		fmt.Fprintf(w, "  PCK certificate serial %s, valid %s .. %s\n", v.PCK.Serial, v.PCK.NotBefore.Format(time.DateOnly), v.PCK.NotAfter.Format(time.DateOnly))

@@ -70,6 +70,7 @@ func TestQuoteVerifyCommand(t *testing.T) {
 				FMSPC       string          `json:"fmspc"`
 				Checks      []quoteCheckRow `json:"checks"`
 				ToolVersion string          `json:"tool_version"`
+				Acceptable  *bool           `json:"acceptable"`
 			}
 			if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 				t.Fatal(err)
@@ -81,7 +82,35 @@ func TestQuoteVerifyCommand(t *testing.T) {
 			if tc.authentic && res.FMSPC != "90c06f000000" {
 				t.Errorf("fmspc %q", res.FMSPC)
 			}
+			// Authentic without collateral: acceptable is null, never true, since the TCB
+			// status was not evaluated.
+			switch {
+			case tc.authentic && !withColl && res.Acceptable != nil:
+				t.Errorf("acceptable %v without collateral, want null", *res.Acceptable)
+			case (withColl || !tc.authentic) && (res.Acceptable == nil || *res.Acceptable != (code == 0)):
+				t.Errorf("acceptable %v with exit %d", res.Acceptable, code)
+			}
 		})
+	}
+}
+
+// The text form prints the registers an auditor copies, full length, and says when the TCB
+// status was not evaluated.
+func TestQuoteVerifyTextRegisters(t *testing.T) {
+	bin := testvectors.Shared(t, "dcap/dcap-qvl_tdx_quote_outdated.bin")
+	code, stdout, stderr := runCLI("quote", "verify", bin)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"MRTD ", "RTMR0 ", "RTMR1 ", "RTMR2 ", "RTMR3 ", "REPORTDATA ", "MRCONFIGID ", "TCB status not evaluated"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no %q in\n%s", want, stdout)
+		}
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && strings.HasPrefix(f[0], "RTMR") && len(f[1]) != 96 {
+			t.Errorf("%q: want 48 bytes of hex", line)
+		}
 	}
 }
 
