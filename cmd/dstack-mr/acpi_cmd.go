@@ -4,7 +4,6 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -97,18 +96,12 @@ func writeBlobs(dir string, b *acpi.Blobs) error {
 		}
 	}
 	for _, f := range files {
-		tmp, err := os.CreateTemp(dir, "."+f.name+".*")
+		tmp, err := writeTemp(dir, f.name, f.data)
 		if err != nil {
 			cleanup()
-			return fmt.Errorf("--out: %w", err)
+			return fmt.Errorf("--out: writing %s: %w", f.name, err)
 		}
-		tmps = append(tmps, tmp.Name())
-		_, werr := tmp.Write(f.data)
-		cerr := tmp.Close()
-		if werr != nil || cerr != nil {
-			cleanup()
-			return fmt.Errorf("--out: writing %s: %v", f.name, errors.Join(werr, cerr))
-		}
+		tmps = append(tmps, tmp)
 	}
 	for i, f := range files {
 		if err := os.Rename(tmps[i], filepath.Join(dir, f.name)); err != nil {

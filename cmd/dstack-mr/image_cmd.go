@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -141,26 +139,6 @@ type liteDocResult struct {
 	SHA256SumLine string                  `json:"sha256sum_line"`
 	Document      *verify.LiteMeasurement `json:"document"`
 	ToolVersion   string                  `json:"tool_version"`
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it into place, so
-// a failure leaves no partial file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(data)
-	cerr := tmp.Close()
-	if werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return errors.Join(werr, cerr)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
 }
 
 func printInspection(w io.Writer, r *images.Inspection) {

@@ -3,11 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 )
 
 const sampleDir = "../../testdata/sample-image"
