@@ -491,16 +491,28 @@ func ParseTCBPolicy(s string) (TCBPolicy, error) {
 	for _, p := range strings.Split(s, ",") {
 		p = strings.TrimSpace(p)
 		if _, known := tcbStatusRank[p]; !known {
-			names := make([]string, 0, len(tcbStatusRank))
-			for n := range tcbStatusRank {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			return TCBPolicy{}, fmt.Errorf("TCB policy %q: unknown status %q (want default, strict, or a list of %s)", s, p, strings.Join(names, ", "))
+			return TCBPolicy{}, &UnknownTCBStatusError{Policy: s, Status: p}
 		}
 		ok[p] = true
 	}
 	return TCBPolicy{s, func(st string) bool { return ok[st] }}, nil
+}
+
+// UnknownTCBStatusError is a TCB policy naming a status that does not exist.
+type UnknownTCBStatusError struct{ Policy, Status string }
+
+func (e *UnknownTCBStatusError) Error() string {
+	return fmt.Sprintf("TCB policy %q: unknown status %q (want default, strict, or a comma-separated list of %s)", e.Policy, e.Status, strings.Join(TCBStatuses(), ", "))
+}
+
+// TCBStatuses lists the TCB status names a policy may name, sorted.
+func TCBStatuses() []string {
+	names := make([]string, 0, len(tcbStatusRank))
+	for n := range tcbStatusRank {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Accepts reports whether status meets the policy.

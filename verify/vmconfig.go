@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -202,7 +203,40 @@ func (vm *VMConfig) setField(k string, raw json.RawMessage) error {
 	default:
 		return nil // gcp_measurement, aws_measurement: not TDX
 	}
-	return json.Unmarshal(raw, target)
+	return inVMConfigTerms(json.Unmarshal(raw, target), raw)
+}
+
+// inVMConfigTerms says what a vm_config field wants in JSON's terms, with the value it got,
+// instead of naming the Go type it was to be decoded into.
+func inVMConfigTerms(err error, raw json.RawMessage) error {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	t := te.Type
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	want := "a " + t.Kind().String()
+	switch t.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		want = "a whole number, 0 or more"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		want = "a whole number"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.String:
+		want = "a string"
+	case reflect.Slice:
+		want = "a list"
+	case reflect.Struct, reflect.Map:
+		want = "an object"
+	}
+	got := strings.TrimSpace(string(raw))
+	if len(got) > 40 {
+		got = got[:40] + "…"
+	}
+	return fmt.Errorf("want %s, got %s", want, got)
 }
 
 // decodeBase64 accepts standard base64 with or without padding.

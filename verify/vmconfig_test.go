@@ -55,3 +55,19 @@ func TestOverriddenHugepagesMemory(t *testing.T) {
 		}
 	}
 }
+
+// A vm_config value of the wrong JSON type is reported in vm_config's terms, with the value.
+func TestVMConfigTypeErrors(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{`{"cpu_count": "four"}`, `vm_config.cpu_count: want a whole number, 0 or more, got "four"`},
+		{`{"cpu_count": -1}`, `vm_config.cpu_count: want a whole number, 0 or more, got -1`},
+		{`{"hugepages": "yes"}`, `vm_config.hugepages: want true or false, got "yes"`},
+		{`{"numa_nodes": 5}`, `vm_config.numa_nodes: want a list, got 5`},
+		{`{"qemu_version": 10}`, `vm_config.qemu_version: want a string, got 10`},
+	} {
+		_, err := ParseVMConfig([]byte(tc.doc))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}

@@ -258,8 +258,26 @@ func TestCLIEdges(t *testing.T) {
 			t.Errorf("acpi --help offers %s", f)
 		}
 	}
-	if _, stdout, _ := runCLI("verify", "--help"); !strings.Contains(stdout, `(default: vm_config's)`) {
+	_, help, _ := runCLI("verify", "--help")
+	if !strings.Contains(help, `(default: vm_config's cpu_count)`) || !strings.Contains(help, `(default: vm_config's num_gpus)`) {
 		t.Error("verify --help does not say its shape defaults are vm_config's")
+	}
+	// Flags vm_config has no key for keep their own defaults; --cpu and --memory take one value.
+	for _, line := range strings.Split(help, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "--smm", "--root-verity", "--no-kernel-patch", "--assume-newest-acpi-profile", "--qemu-build":
+			if strings.Contains(line, "vm_config's") {
+				t.Errorf("verify --help: %s claims a vm_config default: %s", f[0], line)
+			}
+		case "--cpu", "--memory":
+			if strings.Contains(line, "list") {
+				t.Errorf("verify --help: %s offers a list: %s", f[0], line)
+			}
+		}
 	}
 	if code, _, stderr := runCLI("measure", "../../testdata/sample-image", "--extract", t.TempDir()); code != 1 || !strings.Contains(stderr, "already an unpacked image") {
 		t.Errorf("--extract on a directory: exit %d: %s", code, stderr)

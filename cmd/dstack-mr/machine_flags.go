@@ -20,9 +20,9 @@ func machineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cpu", Aliases: []string{"c"}, Value: "1", Category: machineCategory,
 			Usage: "vCPU count; a comma-separated list measures several shapes (e.g. 1,2,4,8). Default as upstream dstack-mr"},
 		&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "2G", Category: machineCategory,
-			Usage: "guest memory: bytes or K/M/G/T (binary); a comma-separated list measures several shapes. Default as upstream dstack-mr"},
+			Usage: "guest memory: bytes, 0x-hex bytes, or a number with K, M, G or T, binary as QEMU's -m reads them (2G = 2 GiB = 2147483648 bytes; KB/MB/GB/TB and KiB/MiB/GiB/TiB mean the same); a comma-separated list measures several shapes. Default as upstream dstack-mr"},
 		&cli.StringFlag{Name: "qemu-version", Value: "9.1.0", Category: machineCategory,
-			Usage: "QEMU version X.Y.Z the VM runs on, 8.0 to 11.1.x (11.1: dstack's production QEMU): 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off. Default: what dstack-mr assumes when a vm_config names no version"},
+			Usage: "QEMU version X.Y.Z the VM runs on, 8.0 to 11.1.x (dstack's production QEMU, a fork of 9.2.1, declares 11.1 and builds 11.1's ACPI tables): 8.x means two-pass MRTD and PIC on, 9.0+ single-pass and PIC off. Default: what dstack-mr assumes when a vm_config names no version"},
 		&cli.BoolFlag{Name: "assume-newest-acpi-profile", Category: machineCategory,
 			Usage: "build a QEMU release newer than the newest ACPI profile (11.1) with that profile instead of refusing it; the output then carries a warning"},
 		&cli.BoolFlag{Name: "two-pass-add-pages", Category: machineCategory, DefaultText: "from --qemu-version",
@@ -44,7 +44,7 @@ func machineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "host-share-mode", Value: "9p", Category: machineCategory,
 			Usage: "how the host config is shared: 9p or vvfat"},
 		&cli.StringFlag{Name: "qemu-build", Value: "upstream", Category: machineCategory,
-			Usage: "which QEMU loads the kernel: upstream (QEMU >= 10.2 measures it unpatched; confirmed by real captures) or dstack-fork (dstack's 9.2.1-based production QEMU: patched at every declared version). Moot for normalized kernels"},
+			Usage: "which QEMU loads the kernel: upstream (QEMU >= 10.2 measures it unpatched; confirmed by real captures) or dstack-fork (dstack's production QEMU, a fork of 9.2.1 that declares 11.1 (see --qemu-version): patches the kernel header at every declared version). Moot for normalized kernels"},
 		&cli.BoolFlag{Name: "no-kernel-patch", Category: machineCategory, DefaultText: "from QEMU version and firmware",
 			Usage: "measure the kernel without QEMU's setup-header patch. Default: unpatched from QEMU 10.2 (no patch for TDX guests) and from QEMU 10.0 when the firmware reads QEMU's unpatched etc/boot/kernel; patched otherwise"},
 	}
@@ -148,7 +148,7 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 	switch cfg.HostShareMode {
 	case acpi.HostShare9p, acpi.HostShareVVFAT:
 	default:
-		return s, fmt.Errorf("--host-share-mode %q: want 9p or vvfat", cfg.HostShareMode)
+		return s, enumError("host-share-mode", string(cfg.HostShareMode), []string{"9p", "vvfat"})
 	}
 	if c.IsSet("pic") {
 		pic := c.Bool("pic")
@@ -184,7 +184,7 @@ func baseMachine(c *cli.Context) (machineShape, error) {
 	case mr.QEMUBuildUpstream, mr.QEMUBuildDstackFork:
 		s.QEMUBuild = b
 	default:
-		return s, fmt.Errorf("--qemu-build %q: want upstream or dstack-fork", b)
+		return s, enumError("qemu-build", string(b), []string{"upstream", "dstack-fork"})
 	}
 	if c.IsSet("no-kernel-patch") {
 		nkp := c.Bool("no-kernel-patch")

@@ -76,7 +76,7 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 		Before: func(c *cli.Context) error {
 			lvl, err := logrus.ParseLevel(c.String("log-level"))
 			if err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+				return enumError("log-level", c.String("log-level"), logLevels)
 			}
 			log.SetLevel(lvl)
 			return nil
@@ -94,6 +94,12 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 		},
 	}
 	setUsageErrors(app.Commands)
+	app.Action = showHelpOrRefuse(func() []*cli.Command { return app.Commands }, app.Name)
+	for _, cmd := range app.Commands {
+		if len(cmd.Subcommands) > 0 && cmd.Action == nil {
+			cmd.Action = showHelpOrRefuse(func() []*cli.Command { return cmd.Subcommands }, app.Name+" "+cmd.Name)
+		}
+	}
 	return app
 }
 
@@ -148,7 +154,7 @@ func usageError(c *cli.Context, err error, _ bool) error {
 	if c.Command != nil && c.Command.FullName() != "" {
 		name += " " + c.Command.FullName()
 	}
-	return fmt.Errorf("%w (see '%s --help')", err, name)
+	return fmt.Errorf("%w%s (see '%s --help')", err, suggestFlag(c, err), name)
 }
 
 func setUsageErrors(cmds []*cli.Command) {

@@ -54,9 +54,9 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 				if c.NArg() != 1 {
 					return fmt.Errorf("quote verify takes one QUOTE file (got %d arguments)", c.NArg())
 				}
-				policy, err := quote.ParseTCBPolicy(c.String("tcb-policy"))
+				policy, err := parseTCBPolicyFlag(c.String("tcb-policy"))
 				if err != nil {
-					return fmt.Errorf("--tcb-policy: %w", err)
+					return err
 				}
 				var coll *quote.Collateral
 				if p := c.String("collateral"); p != "" {

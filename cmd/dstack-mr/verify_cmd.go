@@ -130,6 +130,9 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	if opts.QuoteTime, err = parseTimeFlag(c, "time"); err != nil {
 		return nil, err
 	}
+	if _, err := parseTCBPolicyFlag(c.String("tcb-policy")); err != nil {
+		return nil, err
+	}
 	opts.TCBPolicy = c.String("tcb-policy")
 	opts.Expect.KeyProviderName = c.String("key-provider")
 	opts.Expect.KeyProviderID = strings.TrimPrefix(c.String("key-provider-id"), "0x")
@@ -224,15 +227,30 @@ func machineOverride(c *cli.Context) (func(*mr.Machine), []string, error) {
 	}, fields, nil
 }
 
-// verifyMachineFlags are the VM shape flags as verify uses them: overrides of vm_config, so
-// their defaults are vm_config's (or its defaults when a key is absent), not the flag defaults.
+// verifyMachineFlags are the VM shape flags as verify uses them: overrides of vm_config, so a
+// flag vm_config carries defaults to vm_config's value, and --cpu and --memory take one value
+// (verify judges one CVM).
 func verifyMachineFlags() []cli.Flag {
 	flags := machineFlags()
 	for _, f := range flags {
-		const d = "vm_config's"
+		name := f.Names()[0]
+		key, carried := vmConfigKeyOfFlag[name]
+		if name == "qemu-build" {
+			f.(*cli.StringFlag).DefaultText = "upstream, or dstack-fork where only its kernel digest matches the quote's RTMR1 (reported as the qemu-build check)"
+		}
+		if !carried {
+			continue // smm, root-verity, qemu-build, ...: vm_config has no key; the flag's own default holds
+		}
+		d := "vm_config's " + key
 		switch x := f.(type) {
 		case *cli.StringFlag:
 			x.DefaultText = d
+			switch name {
+			case "cpu":
+				x.Usage = "vCPU count of the CVM (one number), overriding vm_config's cpu_count"
+			case "memory":
+				x.Usage = "memory of the CVM (one size: bytes, or K/M/G/T binary as QEMU's -m reads them, 2G = 2 GiB), overriding vm_config's memory_size"
+			}
 		case *cli.BoolFlag:
 			x.DefaultText = d
 		case *cli.IntFlag:
@@ -240,4 +258,13 @@ func verifyMachineFlags() []cli.Flag {
 		}
 	}
 	return flags
+}
+
+// vmConfigKeyOfFlag names the vm_config key each VM shape flag overrides; flags absent here
+// have no vm_config key.
+var vmConfigKeyOfFlag = map[string]string{
+	"cpu": "cpu_count", "memory": "memory_size", "qemu-version": "qemu_version", "pic": "pic",
+	"two-pass-add-pages": "qemu_single_pass_add_pages", "num-nics": "num_nics", "num-verity-volumes": "num_verity_volumes",
+	"num-gpus": "num_gpus", "num-nvswitches": "num_nvswitches", "hotplug-off": "hotplug_off", "pci-hole64-size": "pci_hole64_size",
+	"hugepages": "hugepages", "host-share-mode": "host_share_mode", "numa-nodes": "numa_nodes",
 }
