@@ -20,7 +20,7 @@ const (
 	StatusOK       = "ok"       // every listed file and digest.txt match
 	StatusSkipped  = "skipped"  // verification off: mismatches reported, not enforced
 	StatusAbsent   = "absent"   // no sha256sum.txt
-	StatusMismatch = "mismatch" // only seen in a report returned with an error
+	StatusMismatch = "mismatch" // a report returned with an error, or ChecksumsReportOnly's finding
 )
 
 // ChecksumReport is the result of checking sha256sum.txt and digest.txt.
@@ -32,6 +32,8 @@ type ChecksumReport struct {
 	Files       []ChecksumEntry `json:"files,omitempty"`
 	Digest      *DigestCheck    `json:"digest,omitempty"` // nil without digest.txt
 	Mismatches  []string        `json:"mismatches,omitempty"`
+	// Problems says, one sentence each, what does not match and how to fix it.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // ChecksumEntry is one line of sha256sum.txt checked against the file.
@@ -108,8 +110,8 @@ func ParseChecksums(data []byte) ([]ChecksumLine, error) {
 
 // verifyChecksums checks every file sha256sum.txt lists and digest.txt. With enforce,
 // the first problem is returned as an error (with the report filled so far).
-func verifyChecksums(members map[string]*member, roles map[string]Role, enforce bool) (ChecksumReport, error) {
-	rep := ChecksumReport{Status: StatusAbsent, Skipped: !enforce}
+func verifyChecksums(members map[string]*member, roles map[string]Role, enforce, reportOnly bool) (ChecksumReport, error) {
+	rep := ChecksumReport{Status: StatusAbsent, Skipped: !enforce && !reportOnly}
 	sums := members[sha256SumName]
 	dig := members[digestName]
 	if sums == nil {
@@ -162,11 +164,17 @@ func verifyChecksums(members map[string]*member, roles map[string]Role, enforce 
 		rep.Digest = &DigestCheck{Expected: want, Actual: rep.OSImageHash, OK: want == rep.OSImageHash}
 		if !rep.Digest.OK {
 			rep.Mismatches = append(rep.Mismatches, digestName)
-			problems = append(problems, fmt.Sprintf("%s: says %q, but the SHA-256 of %s is %s", digestName, short([]byte(want)), sha256SumName, rep.OSImageHash))
+			problems = append(problems, fmt.Sprintf("%s: says %q, but the SHA-256 of %s is %s (if %s is right, regenerate %s: sha256sum %s | cut -d' ' -f1 > %s)",
+				digestName, short([]byte(want)), sha256SumName, rep.OSImageHash, sha256SumName, digestName, sha256SumName, digestName))
 		}
 	}
 	sort.Strings(rep.Mismatches)
+	rep.Problems = problems
 	switch {
+	case reportOnly && len(problems) > 0:
+		rep.Status = StatusMismatch
+	case reportOnly:
+		rep.Status = StatusOK
 	case !enforce:
 		rep.Status = StatusSkipped
 	case len(problems) > 0:

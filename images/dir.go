@@ -90,7 +90,9 @@ func openDir(dir, metaPath string, opts Options) (*Image, error) {
 			members[f.name] = &member{name: f.name, size: st.Size()}
 		}
 	}
-	for _, name := range []string{sha256SumName, digestName} {
+	// The measurement document is what verifiers of a lite CVM are given: read it whether or
+	// not sha256sum.txt lists it, so that an unlisted one is noticed.
+	for _, name := range []string{sha256SumName, digestName, MeasurementDocName} {
 		if members[name] != nil {
 			continue
 		}

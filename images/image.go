@@ -54,6 +54,8 @@ const (
 	RoleRootfs    Role = "rootfs"
 	RoleMetadata  Role = "metadata"
 	RoleChecksums Role = "checksums"
+	// RoleMeasurement is the lite measurement document (measurement.tdx.cbor) verifiers are given.
+	RoleMeasurement Role = "measurement"
 	RoleOther     Role = "other"
 )
 
@@ -78,6 +80,10 @@ type Options struct {
 	// list every file a measurement depends on: firmware, kernel, initrd, metadata.json and, when
 	// the image has one, measurement.tdx.cbor. Published values must be tied to os_image_hash.
 	RequireChecksums bool
+	// ChecksumsReportOnly checks sha256sum.txt and digest.txt fully and reports the status
+	// ("ok" or "mismatch", with the problems) without failing: inspecting an image says what
+	// its checksums say. VerifyChecksums and RequireChecksums must then be false.
+	ChecksumsReportOnly bool
 	// ExtractDir, when set, receives every member of a release tarball (without its
 	// top-level folder). It must not exist or be empty; nothing is left there if Open
 	// fails.
@@ -292,6 +298,8 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 			roles[name] = RoleMetadata
 		case sha256SumName, digestName, "md5sum.txt":
 			roles[name] = RoleChecksums
+		case MeasurementDocName:
+			roles[name] = RoleMeasurement
 		default:
 			if isRootfsName(name) {
 				roles[name] = RoleRootfs
@@ -309,7 +317,7 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 	}
 	sort.Slice(img.Files, func(i, j int) bool { return img.Files[i].Name < img.Files[j].Name })
 
-	rep, err := verifyChecksums(members, roles, opts.VerifyChecksums)
+	rep, err := verifyChecksums(members, roles, opts.VerifyChecksums, opts.ChecksumsReportOnly)
 	img.Checksums = rep
 	if err != nil {
 		return nil, err
@@ -363,9 +371,7 @@ func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map
 		switch roles[name] {
 		case RoleFirmware, RoleKernel, RoleInitrd, RoleMetadata:
 		default:
-			if name != MeasurementDocName {
-				continue
-			}
+			continue
 		}
 		if !listed[name] {
 			missing = append(missing, name)
@@ -374,6 +380,10 @@ func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return fmt.Errorf("%s does not list %s, which the measurement depends on (give --no-verify-checksums to measure it anyway)", sha256SumName, strings.Join(missing, ", "))
+	}
+	if members[MeasurementDocName] != nil && !listed[MeasurementDocName] {
+		return fmt.Errorf("%s is present but %s does not list it, so a verifier given this document cannot bind it to the image's os_image_hash; "+
+			"list it (and regenerate %s) or remove it (give --no-verify-checksums to measure anyway)", MeasurementDocName, sha256SumName, digestName)
 	}
 	return nil
 }

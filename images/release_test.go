@@ -247,7 +247,7 @@ func checkSample(t *testing.T, img *Image, files map[string][]byte) {
 	for _, f := range img.Files {
 		roles[f.Name] = f.Role
 	}
-	for name, want := range map[string]Role{"ovmf.fd": RoleFirmware, "bzImage": RoleKernel, "initramfs.cpio.gz": RoleInitrd, MetadataFileName: RoleMetadata, sha256SumName: RoleChecksums, digestName: RoleChecksums, "measurement.tdx.cbor": RoleOther} {
+	for name, want := range map[string]Role{"ovmf.fd": RoleFirmware, "bzImage": RoleKernel, "initramfs.cpio.gz": RoleInitrd, MetadataFileName: RoleMetadata, sha256SumName: RoleChecksums, digestName: RoleChecksums, "measurement.tdx.cbor": RoleMeasurement} {
 		if roles[name] != want {
 			t.Errorf("role of %s = %q, want %q", name, roles[name], want)
 		}

@@ -150,6 +150,9 @@ func printInspection(w io.Writer, r *images.Inspection) {
 		fmt.Fprintf(w, "os_image_hash: %s\n", r.OSImageHash)
 	}
 	fmt.Fprintf(w, "checksums: %s\n", r.Checksums.Status)
+	for _, p := range r.Checksums.Problems {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
 	fmt.Fprintln(w, "files:")
 	for _, f := range r.Files {
 		fmt.Fprintf(w, "  %-32s %-9s %12d %s\n", f.Name, f.Role, f.Size, f.SHA256)

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -39,5 +40,41 @@ func TestPublishedFilesAreReadable(t *testing.T) {
 				t.Errorf("temporary file left behind: %s", filepath.Join(d, e.Name()))
 			}
 		}
+	}
+}
+
+// An image directory as a release engineer leaves it: a measurement document sha256sum.txt
+// does not list is named by image inspect (role measurement) and refused by measure; a stale
+// digest.txt is reported by image inspect, which exits 0, with how to regenerate it.
+func TestImageDirectoryPublishingMistakes(t *testing.T) {
+	all := []string{"metadata.json", "sha256sum.txt", "digest.txt", "ovmf-debian-2025.02-8+deb13u1.fd", "bzImage-6.1.0-56-amd64", "initrd-small.cpio.gz"}
+	dir := copySample(t, nil, all...)
+	if code, _, stderr := runCLI("image", "measurement", dir, "--out", filepath.Join(dir, "measurement.tdx.cbor")); code != 0 {
+		t.Fatalf("image measurement: %s", stderr)
+	}
+	code, stdout, stderr := runCLI("image", "inspect", dir)
+	if code != 0 || !strings.Contains(stdout, "measurement.tdx.cbor") || !strings.Contains(stdout, " measurement ") ||
+		!strings.Contains(stdout, "not listed in sha256sum.txt") {
+		t.Errorf("inspect with an unlisted document: exit %d, stdout %s, stderr %s", code, stdout, stderr)
+	}
+	if strings.Contains(stderr, "no-verify-checksums") {
+		t.Errorf("inspect warns about a flag nobody gave: %s", stderr)
+	}
+	if code, stdout, stderr := runCLI("measure", dir); code != 1 || stdout != "" || !strings.Contains(stderr, "does not list it") {
+		t.Errorf("measure with an unlisted document: exit %d, stderr %s", code, stderr)
+	}
+
+	stale := copySample(t, func(name string, b []byte) []byte {
+		if name == "digest.txt" {
+			return []byte(strings.Repeat("0", 64) + "\n")
+		}
+		return b
+	}, all...)
+	code, stdout, stderr = runCLI("image", "inspect", stale)
+	if code != 0 || !strings.Contains(stdout, "checksums: mismatch") || !strings.Contains(stdout, "regenerate digest.txt") {
+		t.Errorf("inspect with a stale digest.txt: exit %d, stdout %s, stderr %s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI("measure", stale); code != 1 || !strings.Contains(stderr, "regenerate digest.txt") {
+		t.Errorf("measure with a stale digest.txt: exit %d, stderr %s", code, stderr)
 	}
 }
