@@ -56,7 +56,7 @@ const (
 	RoleChecksums Role = "checksums"
 	// RoleMeasurement is the lite measurement document (measurement.tdx.cbor) verifiers are given.
 	RoleMeasurement Role = "measurement"
-	RoleOther     Role = "other"
+	RoleOther       Role = "other"
 )
 
 // FileInfo describes one file of the image.
