@@ -57,7 +57,7 @@ func checkApp(r *Report, opts *Options, vm *VMConfig, q *quote.Quote) {
 		kp := r.App.KeyProvider
 		ok := kp != nil && (x.KeyProviderName == "" || kp.Name == x.KeyProviderName) &&
 			(x.KeyProviderID == "" || strings.EqualFold(kp.ID, x.KeyProviderID))
-		r.check("expect-key-provider", ok, "expected name %q id %q, attested %+v", x.KeyProviderName, x.KeyProviderID, kp)
+		r.check("expect-key-provider", ok, "expected %s, attested %s", describeKeyProvider(x.KeyProviderName, x.KeyProviderID), describeAttestedKeyProvider(kp))
 	}
 	checkMRConfigID(r, q)
 }

@@ -72,6 +72,7 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 		if a.OSImageIdentity != nil {
 			fmt.Fprintf(w, "  os image identity %s (from %s)\n", hex.EncodeToString(a.OSImageIdentity), a.OSImageIdentitySource)
 		}
+		printAppCompose(w, r)
 	}
 	if r.Shape != nil {
 		fmt.Fprintf(w, "  VM shape: %d vCPU, %s, QEMU %s (ACPI profile %s)\n", r.Shape.CPUCount, formatSize(r.Shape.MemorySize), r.Shape.QEMUVersion, r.Shape.ACPIProfile)
