@@ -74,7 +74,10 @@ func ComposeForms(data []byte) ([]ComposeForm, error) {
 		forms = append(forms, newComposeForm(name, b))
 	}
 	add(ComposeFormDeterministic, deterministicJSON(v))
-	add(ComposeFormNormalized, deterministicJSON(normalizeCompose(v)))
+	// The SDK's current source also drops bash_script for a nerdctl-compose runner; its
+	// releases up to 0.5.8 do not: both are tried.
+	add(ComposeFormNormalized, deterministicJSON(normalizeCompose(v, true)))
+	add(ComposeFormNormalized, deterministicJSON(normalizeCompose(v, false)))
 	return forms, nil
 }
 
@@ -692,8 +695,9 @@ func wtf8Surrogate(s string) (rune, bool) {
 	return 0, false
 }
 
-// normalizeCompose is the SDK's preprocessAppCompose on a copy of the top-level object.
-func normalizeCompose(v *jsValue) *jsValue {
+// normalizeCompose is the SDK's preprocessAppCompose on a copy of the top-level object;
+// nerdctl says whether a nerdctl-compose runner, like docker-compose, drops bash_script.
+func normalizeCompose(v *jsValue, nerdctl bool) *jsValue {
 	out := &jsValue{kind: jsObject, keys: append([]string(nil), v.keys...), vals: append([]*jsValue(nil), v.vals...), index: map[string]int{}}
 	for i, k := range out.keys {
 		out.index[k] = i
@@ -712,7 +716,7 @@ func normalizeCompose(v *jsValue) *jsValue {
 	}
 	if _, ok := out.get("docker_compose_file"); ok && isRunner("bash") {
 		out.del("docker_compose_file")
-	} else if _, ok := out.get("bash_script"); ok && isRunner("docker-compose", "nerdctl-compose") {
+	} else if _, ok := out.get("bash_script"); ok && (isRunner("docker-compose") || (nerdctl && isRunner("nerdctl-compose"))) {
 		out.del("bash_script")
 	}
 	if p, ok := out.get("pre_launch_script"); ok && jsFalsy(p) {
