@@ -36,8 +36,10 @@ func matchCompose(r *Report, name, what string, doc []byte) *ComposeCheck {
 	attested := r.App.ComposeHash
 	form, forms, formErr := MatchCompose(doc, attested)
 	c := &ComposeCheck{SHA256: forms[0].SHA256, FormsTried: []string{}}
-	for _, f := range forms {
-		c.FormsTried = append(c.FormsTried, f.Name)
+	for i, f := range forms {
+		if i == 0 || f.Name != forms[i-1].Name {
+			c.FormsTried = append(c.FormsTried, f.Name)
+		}
 	}
 	if formErr != nil {
 		c.Note = "only its exact bytes were hashed: " + formErr.Error()
