@@ -35,6 +35,10 @@ func checkAppCompose(r *Report, opts *Options, in *inputs) {
 func matchCompose(r *Report, name, what string, doc []byte) *ComposeCheck {
 	attested := r.App.ComposeHash
 	form, forms, formErr := MatchCompose(doc, attested)
+	if len(forms) == 0 {
+		r.check(name, false, "%s is not an app-compose document: %v", what, formErr)
+		return &ComposeCheck{SHA256: newComposeForm("", doc).SHA256, FormsTried: []string{}, Note: formErr.Error()}
+	}
 	c := &ComposeCheck{SHA256: forms[0].SHA256, FormsTried: []string{}}
 	for i, f := range forms {
 		if i == 0 || f.Name != forms[i-1].Name {

@@ -174,8 +174,14 @@ func TestComposeFormsBadInput(t *testing.T) {
 			t.Errorf("%s: forms %d, err %v", name, len(forms), err)
 		}
 	}
-	if _, err := ComposeForms(make([]byte, maxComposeBytes+1)); err == nil {
+	huge := make([]byte, maxComposeBytes+1)
+	if _, err := ComposeForms(huge); err == nil {
 		t.Error("oversized document accepted")
+	}
+	r := &Report{App: &AppInfo{ComposeHash: make(Hex, 32)}}
+	checkAppCompose(r, &Options{AppCompose: huge}, &inputs{appCompose: huge})
+	if c := findCheck(r, "app-compose"); c == nil || c.OK || r.App.AppCompose == nil || r.App.InputAppCompose == nil || findCheck(r, "input-app-compose") == nil {
+		t.Errorf("oversized documents: %+v", r.Checks)
 	}
 }
 

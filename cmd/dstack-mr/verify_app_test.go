@@ -120,6 +120,7 @@ func TestVerifyPinnedValueUsageErrors(t *testing.T) {
 		{[]string{"--key-provider-id", "kms"}, []string{"--key-provider-id", "hex"}},
 		{[]string{"--app-id", ""}, []string{"--app-id is empty"}},
 		{[]string{"--app-compose", dir}, []string{"--app-compose", "not a regular file"}},
+		{[]string{"--app-compose", "-", "-"}, []string{"--app-compose - and IMAGE - both read stdin"}},
 		{[]string{"--app-compose", filepath.Join(dir, "missing.json")}, []string{"--app-compose", "missing.json"}},
 	} {
 		code, stdout, stderr := runCLI(append([]string{"verify", "--attestation", att}, tc.args...)...)
