@@ -181,3 +181,24 @@ func TestExpectKeyProviderDetail(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMRConfigDocument: any vm_config and document yield checks, never a panic, and a v3
+// MRCONFIGID is never reported as passed unless it is the document's hash.
+func FuzzMRConfigDocument(f *testing.F) {
+	f.Add([]byte(`{"cpu_count":1,"mr_config":"{\"compose_hash\":\"22\",\"key_provider\":\"none\"}"}`), []byte{3})
+	f.Add([]byte(`{"vm_config":"{\"mr_config\":\"{}\"}"}`), []byte{3, 1})
+	f.Add([]byte(`"{\"mr_config\":\"x\"}"`), []byte{2})
+	f.Fuzz(func(t *testing.T, vmConfig, id []byte) {
+		r := &Report{Quote: &QuoteInfo{}, App: &AppInfo{ComposeHash: make(Hex, 32), AppID: make(Hex, 20),
+			KeyProvider: &eventlog.KeyProvider{Name: "none"}}}
+		checkAppCompose(r, &Options{}, &inputs{vmConfig: vmConfig})
+		mrID := make(quote.Hex, 48)
+		copy(mrID, id)
+		checkMRConfigID(r, &quote.Quote{Report: quote.TDReport{MRConfigID: mrID}})
+		if c := findCheck(r, "mr-config-id"); c != nil && c.OK && mrID[0] == 3 && !bytesEqual(mrConfigV3ID(r.App.MRConfig.Document), mrID) {
+			t.Fatalf("v3 passed without its document: %+v", c)
+		}
+	})
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

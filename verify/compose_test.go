@@ -369,6 +369,11 @@ func FuzzComposeForms(f *testing.F) {
 			t.Fatal("no exact form")
 		}
 		_, _ = ParseComposeFacts(data)
+		r := &Report{App: &AppInfo{ComposeHash: make(Hex, 32)}}
+		checkAppCompose(r, &Options{AppCompose: data}, &inputs{appCompose: data, vmConfig: data})
+		if len(r.Checks) != 2 {
+			t.Fatalf("checks %+v", r.Checks)
+		}
 		// JSON.parse accepts exactly RFC 8259 JSON: so does encoding/json, on UTF-8 text.
 		if _, perr := parseJSValue(data); (perr == nil) != (json.Valid(data) && utf8.Valid(data)) && !strings.Contains(fmt.Sprint(perr), "nested deeper") {
 			t.Fatalf("parse error %v, encoding/json valid %v", perr, json.Valid(data))
