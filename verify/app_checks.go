@@ -111,10 +111,14 @@ func mrConfigDocument(vmConfig []byte) (doc, source string) {
 
 // keyProviderKinds maps the key-provider event's name to dstack's KeyProviderKind: its byte
 // in MRCONFIGID v2 and its name in the v3 document (dstack-types mr_config.rs).
-var keyProviderKinds = map[string]struct {
+var keyProviderKinds = map[string]keyProviderKind{"none": {0, "none"}, "local-sgx": {1, "local"}, "kms": {2, "kms"}, "tpm": {3, "tpm"}}
+
+// keyProviderKind is dstack-types KeyProviderKind: b its byte in MRCONFIGID v2, name its
+// spelling in the v3 document.
+type keyProviderKind struct {
 	b    byte
 	name string
-}{"none": {0, "none"}, "local-sgx": {1, "local"}, "kms": {2, "kms"}, "tpm": {3, "tpm"}}
+}
 
 // checkMRConfigID checks the quote's MRCONFIGID in each of dstack's forms against what RTMR3
 // attests: v1 = 0x01 || compose_hash; v2 = 0x02 || keccak256(compose_hash || app_id || key
@@ -190,10 +194,7 @@ func padConfigID(version byte, digest []byte) []byte {
 
 // attestedKeyProvider decodes RTMR3's key-provider event for MRCONFIGID; why says what is
 // missing.
-func attestedKeyProvider(r *Report) (name string, kind struct {
-	b    byte
-	name string
-}, id []byte, why string) {
+func attestedKeyProvider(r *Report) (name string, kind keyProviderKind, id []byte, why string) {
 	kp := r.App.KeyProvider
 	if kp == nil {
 		return "", kind, nil, "RTMR3 has no key-provider event"
