@@ -212,18 +212,7 @@ func checkExpectations(r *Report, opts *Options, q *quote.Quote) {
 		kp := r.App.KeyProvider
 		ok := kp != nil && (x.KeyProviderName == "" || kp.Name == x.KeyProviderName) &&
 			(x.KeyProviderID == "" || strings.EqualFold(kp.ID, x.KeyProviderID))
-		attested := "no key-provider event"
-		if kp != nil {
-			attested = fmt.Sprintf("name %q, id %q", kp.Name, kp.ID)
-		}
-		want := []string{}
-		if x.KeyProviderName != "" {
-			want = append(want, fmt.Sprintf("name %q", x.KeyProviderName))
-		}
-		if x.KeyProviderID != "" {
-			want = append(want, fmt.Sprintf("id %q", x.KeyProviderID))
-		}
-		r.check("expect-key-provider", ok, "expected %s, attested %s", strings.Join(want, ", "), attested)
+		r.check("expect-key-provider", ok, "expected %s, attested %s", describeKeyProvider(x.KeyProviderName, x.KeyProviderID), describeAttestedKeyProvider(kp))
 	}
 	checkMRConfigID(r, q)
 }

@@ -20,6 +20,7 @@ type inputs struct {
 	// infoRegisters holds the registers of a guest-agent Info (no quote): only the TD report's
 	// MRTD, RTMRs and MRCONFIGID (zero) are set.
 	infoRegisters *quote.Quote
+	appCompose    []byte // the app-compose document the input itself carries (checked, never trusted)
 }
 
 func gather(opts *Options) (*inputs, error) {
@@ -117,9 +118,18 @@ func (in *inputs) readInfo(data []byte) error {
 		RTMR2    string          `json:"rtmr2"`
 		RTMR3    string          `json:"rtmr3"`
 		EventLog json.RawMessage `json:"event_log"`
+		// AppCompose is a JSON string holding the document, whose exact bytes were hashed.
+		AppCompose json.RawMessage `json:"app_compose"`
 	}
 	if err := json.Unmarshal(tcb, &t); err != nil {
 		return fmt.Errorf("info: tcb_info: %w", err)
+	}
+	if present(&t.AppCompose) {
+		var doc string
+		if err := json.Unmarshal(t.AppCompose, &doc); err != nil {
+			return errors.New("info: tcb_info.app_compose: want a JSON string holding the app-compose document")
+		}
+		in.appCompose = []byte(doc)
 	}
 	q := &quote.Quote{}
 	for _, f := range []struct {

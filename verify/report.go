@@ -149,6 +149,39 @@ type AppInfo struct {
 	// nothing, never the identity on its own.
 	VMConfigOSImageHash Hex `json:"vm_config_os_image_hash,omitempty"`
 	MRConfigID          Hex `json:"mr_config_id,omitempty"`
+	// MRConfig names the form of MRCONFIGID and what it binds.
+	MRConfig *MRConfigInfo `json:"mr_config,omitempty"`
+	// AppCompose is the app-compose document the relying party gave (--app-compose), and
+	// InputAppCompose the one the input itself carries (a guest agent Info's
+	// tcb_info.app_compose): each is checked against the attested compose hash, and its facts
+	// are reported only when it matched.
+	AppCompose      *ComposeCheck `json:"app_compose,omitempty"`
+	InputAppCompose *ComposeCheck `json:"input_app_compose,omitempty"`
+}
+
+// ComposeCheck is an app-compose document checked against the compose hash the CVM attested.
+type ComposeCheck struct {
+	// SHA256 is of the document's bytes as given.
+	SHA256 Hex `json:"sha256"`
+	// Matched: one of the forms tried hashes to the attested compose hash; Form names it
+	// ("exact", "deterministic" or "sdk-normalized").
+	Matched    bool     `json:"matched"`
+	Form       string   `json:"form,omitempty"`
+	FormsTried []string `json:"forms_tried"`
+	// Note says why a form could not be built (the document is not a JSON object, ...).
+	Note  string        `json:"note,omitempty"`
+	Facts *ComposeFacts `json:"facts,omitempty"`
+}
+
+// MRConfigInfo describes the quote's MRCONFIGID: Version 0 (all zero: unset), 1
+// (0x01 || compose_hash), 2 (0x02 || keccak256(compose_hash || app_id || key provider kind ||
+// key provider id)) or 3 (0x03 || sha256("dstack-mr-config-v3:" || 0x00 || document)), other
+// values unknown. Document is the v3 mr_config document when the input carries it.
+type MRConfigInfo struct {
+	Version        int    `json:"version"`
+	Form           string `json:"form"`
+	Document       string `json:"document,omitempty"`
+	DocumentSource string `json:"document_source,omitempty"`
 }
 
 // Check is one comparison that ran.

@@ -50,6 +50,10 @@ type Options struct {
 	// log, vm_config), checked without a quote: replayed and predicted, never verified.
 	Info []byte
 
+	// AppCompose is the app-compose document the relying party reviewed: it must hash, in one
+	// of the forms dstack's tools write (ComposeForms), to the compose hash the CVM attested.
+	AppCompose []byte
+
 	// OverrideMachine adjusts the machine shape derived from vm_config (CLI flags). Without a
 	// vm_config it is applied to vm_config's defaults, and must then set at least the CPU count
 	// and the memory size.
@@ -145,6 +149,7 @@ func Verify(opts Options) (*Report, error) {
 	}
 	compareExpected(r, exp, events, newFirmware)
 	checkACPI(r, sh, exp, events)
+	checkAppCompose(r, &opts, in)
 	checkIdentity(r, &opts, vm)
 	checkExpectations(r, &opts, q)
 	explainReplayFailures(r)

@@ -70,6 +70,8 @@ var knownVMConfigKeys = map[string]bool{
 	"host_share_mode": true, "ovmf_variant": true, "tdx_attestation_variant": true,
 	"tdx_measurement": true, "gcp_measurement": true, "aws_measurement": true,
 	"numa_nodes": true, "extra_root_devices": true,
+	// Read by the MRCONFIGID v3 check (app_checks.go), not a shape field.
+	"mr_config": true,
 }
 
 // ParseVMConfig decodes vm_config: a JSON object, or a JSON string holding one (the way

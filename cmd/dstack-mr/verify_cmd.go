@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -44,12 +46,14 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "event-log", Category: cat, Usage: "event log JSON"},
 			&cli.StringFlag{Name: "vm-config", Category: cat, Usage: "vm_config JSON"},
 			&cli.StringFlag{Name: "measurement", Category: cat, Usage: "measurement.tdx.cbor of the expected image (lite mode)"},
-			&cli.StringFlag{Name: "compose-hash", Category: cat, Usage: "required compose hash (hex)"},
-			&cli.StringFlag{Name: "app-id", Category: cat, Usage: "required app id (hex)"},
-			&cli.StringFlag{Name: "instance-id", Category: cat, Usage: "required instance id (hex)"},
-			&cli.StringFlag{Name: "os-image-hash", Category: cat, Usage: "required os_image_hash (hex)"},
+			&cli.StringFlag{Name: "app-compose", Category: cat, Usage: "the app-compose.json you reviewed (or - for stdin): it must hash to the attested compose hash, as given or " +
+				"in the deterministic form of dstack's SDK (getComposeHash, also normalized); the report names the form and shows its facts"},
+			&cli.StringFlag{Name: "compose-hash", Category: cat, Usage: "required compose hash: 64 hex digits (SHA-256 of app-compose.json; for the file itself use --app-compose)"},
+			&cli.StringFlag{Name: "app-id", Category: cat, Usage: "required app id: 40 hex digits (20 bytes)"},
+			&cli.StringFlag{Name: "instance-id", Category: cat, Usage: "required instance id: 40 hex digits (20 bytes)"},
+			&cli.StringFlag{Name: "os-image-hash", Category: cat, Usage: "required os_image_hash: 64 hex digits (SHA-256 of the image's sha256sum.txt)"},
 			&cli.StringFlag{Name: "key-provider", Category: cat, Usage: "required key provider name (e.g. kms, local-sgx)"},
-			&cli.StringFlag{Name: "key-provider-id", Category: cat, Usage: "required key provider id (hex)"},
+			&cli.StringFlag{Name: "key-provider-id", Category: cat, Usage: "required key provider id: hex (the KMS root public key, or the local key provider's measurement)"},
 			&cli.StringFlag{Name: "time", Category: cat, Usage: "RFC 3339 time the quote's PCK certificates (and the collateral) must be valid at (default: now)"},
 			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
@@ -92,14 +96,104 @@ func readFlagFile(c *cli.Context, name string) ([]byte, error) {
 	return b, nil
 }
 
-func hexFlag(c *cli.Context, name string) ([]byte, error) {
-	s := strings.TrimPrefix(strings.TrimSpace(c.String(name)), "0x")
-	if s == "" {
+// hexFlags are verify's pinned values with the length dstack gives each (0: any length).
+var hexFlags = []struct {
+	name, what string
+	size       int
+}{
+	{"compose-hash", "the SHA-256 of app-compose.json", 32},
+	{"app-id", "the app id", 20},
+	{"instance-id", "the instance id", 20},
+	{"os-image-hash", "the SHA-256 of the image's sha256sum.txt", 32},
+	{"key-provider-id", "the key provider id", 0},
+}
+
+// hexFlag decodes a pinned value, refusing as a usage error anything that cannot be what the
+// flag wants, and saying what it wants.
+func hexFlag(c *cli.Context, name, what string, size int) ([]byte, error) {
+	raw := c.String(name)
+	s := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(raw), "0x"), "0X")
+	if !c.IsSet(name) {
 		return nil, nil
+	}
+	want := "hex digits, optionally 0x-prefixed"
+	if size > 0 {
+		want = fmt.Sprintf("%d bytes as %d hex digits (%s), optionally 0x-prefixed", size, 2*size, what)
+	}
+	if s == "" {
+		return nil, fmt.Errorf("--%s is empty: want %s", name, want)
 	}
 	b, err := hex.DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("--%s: not hex: %w", name, err)
+		msg := fmt.Sprintf("--%s %q: want %s", name, raw, want)
+		if looksLikePath(raw) {
+			msg += "; this looks like a file path"
+			if name == "compose-hash" {
+				msg += ": to check an app-compose file, use --app-compose " + raw
+			}
+		} else if len(s)%2 == 1 && strings.Trim(s, "0123456789abcdefABCDEF") == "" {
+			msg += fmt.Sprintf("; got an odd number of hex digits (%d)", len(s))
+		}
+		return nil, errors.New(msg)
+	}
+	if size > 0 && len(b) != size {
+		return nil, fmt.Errorf("--%s %q: want %s, got %d bytes (%d hex digits)", name, raw, want, len(b), len(s))
+	}
+	return b, nil
+}
+
+// looksLikePath: hex has no path separators or dots, so such a value was meant as a file.
+func looksLikePath(s string) bool {
+	if strings.ContainsAny(s, `/\.`) {
+		return true
+	}
+	_, err := os.Stat(s)
+	return err == nil
+}
+
+// maxAppComposeBytes bounds --app-compose; dstack's documents are a few KiB.
+const maxAppComposeBytes = 4 << 20
+
+// readAppCompose reads --app-compose from a file, or from stdin for "-".
+func readAppCompose(c *cli.Context) ([]byte, error) {
+	p := c.String("app-compose")
+	if !c.IsSet("app-compose") {
+		return nil, nil
+	}
+	if p == "" {
+		return nil, errors.New("--app-compose is empty: want the app-compose.json file, or - for stdin")
+	}
+	var r io.Reader
+	name := p
+	if p == "-" {
+		if c.Args().First() == "-" {
+			return nil, errors.New("--app-compose - and IMAGE - both read stdin: give one of them as a file")
+		}
+		r, name = c.App.Reader, "stdin"
+	} else {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("--app-compose: %w", err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("--app-compose %s: not a regular file", p)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("--app-compose: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxAppComposeBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("--app-compose %s: %w", name, err)
+	}
+	if len(b) > maxAppComposeBytes {
+		return nil, fmt.Errorf("--app-compose %s: over %d bytes: not an app-compose document", name, maxAppComposeBytes)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("--app-compose %s: empty", name)
 	}
 	return b, nil
 }
@@ -121,11 +215,19 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	if opts.Attestation == nil && opts.Info == nil && (opts.Quote == nil || opts.EventLog == nil) {
 		return nil, fmt.Errorf("give --attestation, or --quote and --event-log (and --vm-config), or --info")
 	}
-	for name, dst := range map[string]*[]byte{"compose-hash": &opts.Expect.ComposeHash, "app-id": &opts.Expect.AppID,
-		"instance-id": &opts.Expect.InstanceID, "os-image-hash": &opts.Expect.OSImageHash} {
-		if *dst, err = hexFlag(c, name); err != nil {
+	pins := map[string][]byte{}
+	for _, f := range hexFlags {
+		if pins[f.name], err = hexFlag(c, f.name, f.what, f.size); err != nil {
 			return nil, err
 		}
+	}
+	opts.Expect.ComposeHash, opts.Expect.AppID, opts.Expect.InstanceID, opts.Expect.OSImageHash =
+		pins["compose-hash"], pins["app-id"], pins["instance-id"], pins["os-image-hash"]
+	if pins["key-provider-id"] != nil {
+		opts.Expect.KeyProviderID = hex.EncodeToString(pins["key-provider-id"])
+	}
+	if opts.AppCompose, err = readAppCompose(c); err != nil {
+		return nil, err
 	}
 	if opts.QuoteTime, err = parseTimeFlag(c, "time"); err != nil {
 		return nil, err
@@ -135,7 +237,6 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	}
 	opts.TCBPolicy = c.String("tcb-policy")
 	opts.Expect.KeyProviderName = c.String("key-provider")
-	opts.Expect.KeyProviderID = strings.TrimPrefix(c.String("key-provider-id"), "0x")
 	switch {
 	case c.NArg() > 1:
 		return nil, fmt.Errorf("verify takes at most one IMAGE")

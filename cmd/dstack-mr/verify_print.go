@@ -86,6 +86,7 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 				fmt.Fprintf(w, "    event %-8s %s\n", e.Name, val)
 			}
 		}
+		printAppCompose(w, r)
 	}
 	if s := r.Shape; s != nil {
 		src := func(field string) string {
