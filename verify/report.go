@@ -5,6 +5,7 @@ import (
 
 	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
+	"github.com/dstack-mr/dstack-mr/policy"
 	"github.com/dstack-mr/dstack-mr/quote"
 )
 
@@ -36,6 +37,12 @@ type Report struct {
 	// Warnings name what the prediction rests on beyond proof (acpi.MachineConfig.Warnings);
 	// never null.
 	Warnings []string `json:"warnings"`
+	// BootInfo is what dstack's KMS would post to its auth webhook for this CVM; nil (with a
+	// boot-info not_checked entry) unless the quote is authentic and every value is attested.
+	BootInfo *policy.BootInfo `json:"boot_info,omitempty"`
+	// Policy is Options.Policy's answer over BootInfo. Its "policy" check never decides Verified:
+	// the attestation holding and a policy admitting it are separate questions.
+	Policy *policy.Decision `json:"policy,omitempty"`
 	// ToolVersion names the program that wrote the report (set by the caller).
 	ToolVersion string `json:"tool_version,omitempty"`
 }
