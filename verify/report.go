@@ -15,7 +15,8 @@ type Report struct {
 	SchemaVersion int `json:"schema_version,omitempty"`
 	// Verified is true only when every check ran and passed (the quote's authenticity among
 	// them) and nothing required was left unchecked. The TCB status, which needs Intel's
-	// collateral, is listed as not checked but not required.
+	// collateral, is listed as not checked but not required. The "policy" check (Options.Policy)
+	// alone does not count: see Policy.
 	Verified bool   `json:"verified"`
 	Mode     string `json:"mode"` // "full", "lite" or "none" (no expected image)
 	// InputForm names what the attestation was read from: a GetQuote response or dstack's

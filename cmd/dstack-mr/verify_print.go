@@ -76,6 +76,7 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 	if r.Shape != nil {
 		fmt.Fprintf(w, "  VM shape: %d vCPU, %s, QEMU %s (ACPI profile %s)\n", r.Shape.CPUCount, formatSize(r.Shape.MemorySize), r.Shape.QEMUVersion, r.Shape.ACPIProfile)
 	}
+	printPolicy(w, r)
 	printChecks(w, r.Checks)
 	for _, nc := range r.NotChecked {
 		req := ""
