@@ -60,8 +60,11 @@ func bootInfo(r *Report, q *quote.Quote, events []eventlog.Event) (*policy.BootI
 		return nil, "the event log does not replay to the quote's RTMR3"
 	case v.PPID == "":
 		return nil, "the PCK certificate's PPID could not be read: deviceId is its SHA-256"
+	case r.App.OSImageIdentitySource == "":
+		return nil, "no attested os_image_hash: the CVM logs no os-image-hash event, no vm_config names one and no expected image was given"
 	case !attestedIdentitySources[r.App.OSImageIdentitySource]:
-		return nil, fmt.Sprintf("no attested os_image_hash (source %q): the CVM logs no os-image-hash event and its registers match no expected image or lite document", r.App.OSImageIdentitySource)
+		return nil, "no attested os_image_hash: only vm_config (the host's word) names one; the CVM logs no os-image-hash event and " +
+			"its registers match no expected image or lite document (give the image or its measurement.tdx.cbor)"
 	}
 	ppid, err := hex.DecodeString(v.PPID)
 	if err != nil {

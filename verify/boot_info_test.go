@@ -174,6 +174,8 @@ func TestBootInfoFleet(t *testing.T) {
 			without++
 			if s := findSkip(r, "boot-info"); s == nil || s.Reason == "" {
 				t.Errorf("%s: no boot_info and no boot-info not_checked entry", c.file)
+			} else {
+				t.Logf("%s: %s", c.file, s.Reason)
 			}
 			continue
 		}
