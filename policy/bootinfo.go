@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
@@ -189,4 +190,70 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// ParseBootInfo reads a webhook request body the way auth-simple validates it (its zod schema):
+// mrAggregated, osImageHash, appId, composeHash, instanceId and deviceId are required strings;
+// teeVariant, tcbStatus and mrSystem optional strings (absent = ""), advisoryIds an optional list
+// of strings; other keys are ignored, except that a string keyProviderInfo is kept. Errors name
+// the field.
+func ParseBootInfo(data []byte) (*BootInfo, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("boot info: %w", err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("boot info: want an object, got null")
+	}
+	b := &BootInfo{AdvisoryIDs: []string{}}
+	for _, f := range []struct {
+		key      string
+		dst      *string
+		required bool
+	}{
+		{"mrAggregated", &b.MRAggregated, true}, {"osImageHash", &b.OSImageHash, true}, {"appId", &b.AppID, true},
+		{"composeHash", &b.ComposeHash, true}, {"instanceId", &b.InstanceID, true}, {"deviceId", &b.DeviceID, true},
+		{"teeVariant", &b.TEEVariant, false}, {"tcbStatus", &b.TCBStatus, false}, {"mrSystem", &b.MRSystem, false},
+	} {
+		raw, ok := m[f.key]
+		if !ok {
+			if f.required {
+				return nil, fmt.Errorf("boot info: %s is required", f.key)
+			}
+			continue
+		}
+		if err := jsonString(raw, f.dst); err != nil {
+			return nil, fmt.Errorf("boot info: %s: %w", f.key, err)
+		}
+	}
+	if raw, ok := m["advisoryIds"]; ok {
+		var l []json.RawMessage
+		if err := json.Unmarshal(raw, &l); err != nil || l == nil {
+			return nil, fmt.Errorf("boot info: advisoryIds: want a list of strings")
+		}
+		b.AdvisoryIDs = make([]string, len(l))
+		for i, r := range l {
+			if err := jsonString(r, &b.AdvisoryIDs[i]); err != nil {
+				return nil, fmt.Errorf("boot info: advisoryIds[%d]: %w", i, err)
+			}
+		}
+	}
+	if raw, ok := m["keyProviderInfo"]; ok {
+		_ = jsonString(raw, &b.KeyProviderInfo) // not in auth-simple's schema: kept when a string
+	}
+	return b, nil
+}
+
+func jsonString(raw json.RawMessage, dst *string) error {
+	if len(raw) == 0 || raw[0] != '"' {
+		return fmt.Errorf("want a string, got %s", truncate(string(raw), 20))
+	}
+	return json.Unmarshal(raw, dst)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }

@@ -200,3 +200,71 @@ func TestBootInfoJSONKeys(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}
 }
+
+// The request body of auth-simple's README, and the body dstack's KMS sends (every key).
+const (
+	readmeBootInfo = `{"teeVariant": "dstack-tdx", "mrAggregated": "0x11", "osImageHash": "0x22", "appId": "0x33", "composeHash": "0x44",
+		"instanceId": "0x55", "deviceId": "0x66", "tcbStatus": "UpToDate", "advisoryIds": []}`
+	kmsBootInfo = `{"teeVariant":"dstack-tdx","mrAggregated":"aa","osImageHash":"bb","mrSystem":"cc","appId":"dd","composeHash":"ee",
+		"instanceId":"","deviceId":"ff","keyProviderInfo":"7b7d","tcbStatus":"SWHardeningNeeded","advisoryIds":["INTEL-SA-00837"]}`
+)
+
+func TestParseBootInfo(t *testing.T) {
+	b, err := ParseBootInfo([]byte(readmeBootInfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.MRAggregated != "0x11" || b.TCBStatus != "UpToDate" || b.MRSystem != "" || b.AdvisoryIDs == nil {
+		t.Errorf("%+v", b)
+	}
+	k, err := ParseBootInfo([]byte(kmsBootInfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.KeyProviderInfo != "7b7d" || k.MRSystem != "cc" || len(k.AdvisoryIDs) != 1 {
+		t.Errorf("%+v", k)
+	}
+	for _, tc := range []struct{ name, in, want string }{
+		{"not JSON", `{`, "boot info: unexpected end"},
+		{"list", `[]`, "boot info: json: cannot unmarshal array"},
+		{"null", `null`, "want an object, got null"},
+		{"missing required", `{"mrAggregated": "", "osImageHash": "", "appId": "", "composeHash": "", "instanceId": ""}`, "deviceId is required"},
+		{"required null", strings.Replace(readmeBootInfo, `"0x66"`, `null`, 1), "deviceId: want a string, got null"},
+		{"optional null", strings.Replace(readmeBootInfo, `"UpToDate"`, `null`, 1), "tcbStatus: want a string, got null"},
+		{"number", strings.Replace(readmeBootInfo, `"0x33"`, `51`, 1), "appId: want a string, got 51"},
+		{"advisories not a list", strings.Replace(readmeBootInfo, `[]`, `"x"`, 1), "advisoryIds: want a list of strings"},
+		{"advisory not a string", strings.Replace(readmeBootInfo, `[]`, `["a", 1]`, 1), "advisoryIds[1]: want a string"},
+	} {
+		if _, err := ParseBootInfo([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	// Unknown keys are ignored, as auth-simple's schema strips them.
+	if _, err := ParseBootInfo([]byte(strings.Replace(readmeBootInfo, `{`, `{"extra": {"x": [1]}, "keyProviderInfo": 5,`, 1))); err != nil {
+		t.Errorf("unknown keys: %v", err)
+	}
+}
+
+// FuzzParseBootInfo: never a panic; what parses survives a round trip through its JSON.
+func FuzzParseBootInfo(f *testing.F) {
+	f.Add([]byte(readmeBootInfo))
+	f.Add([]byte(kmsBootInfo))
+	f.Add([]byte(`{"advisoryIds": null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := ParseBootInfo(data)
+		if err != nil {
+			return
+		}
+		out, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := ParseBootInfo(out)
+		if err != nil {
+			t.Fatalf("re-parse of %s: %v", out, err)
+		}
+		if out2, _ := json.Marshal(again); !bytes.Equal(out, out2) {
+			t.Fatalf("round trip %s != %s", out, out2)
+		}
+	})
+}
