@@ -6,6 +6,7 @@ import (
 
 	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
+	"github.com/dstack-mr/dstack-mr/policy"
 	"github.com/dstack-mr/dstack-mr/quote"
 )
 
@@ -15,7 +16,8 @@ type Report struct {
 	SchemaVersion int `json:"schema_version,omitempty"`
 	// Verified is true only when every check ran and passed (the quote's authenticity among
 	// them) and nothing required was left unchecked. The TCB status, which needs Intel's
-	// collateral, is listed as not checked but not required.
+	// collateral, is listed as not checked but not required. The "policy" check (Options.Policy)
+	// alone does not count: see Policy.
 	Verified bool   `json:"verified"`
 	Mode     string `json:"mode"` // "full", "lite" or "none" (no expected image)
 	// InputForm names what the attestation was read from: a GetQuote response or dstack's
@@ -43,6 +45,12 @@ type Report struct {
 	// Warnings name what the prediction rests on beyond proof (acpi.MachineConfig.Warnings);
 	// never null.
 	Warnings []string `json:"warnings"`
+	// BootInfo is what dstack's KMS would post to its auth webhook for this CVM; nil (with a
+	// boot-info not_checked entry) unless the quote is authentic and every value is attested.
+	BootInfo *policy.BootInfo `json:"boot_info,omitempty"`
+	// Policy is Options.Policy's answer over BootInfo. Its "policy" check never decides Verified:
+	// the attestation holding and a policy admitting it are separate questions.
+	Policy *policy.Decision `json:"policy,omitempty"`
 	// ToolVersion names the program that wrote the report (set by the caller).
 	ToolVersion string `json:"tool_version,omitempty"`
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dstack-mr/dstack-mr/mr"
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
+	"github.com/dstack-mr/dstack-mr/policy"
 	"github.com/dstack-mr/dstack-mr/quote"
 )
 
@@ -74,6 +75,11 @@ type Options struct {
 	// TCBPolicy ("" = default); without it the TCB status is listed as not checked.
 	Collateral []byte
 	TCBPolicy  string
+
+	// Policy (dstack's auth-simple format) is evaluated over the report's BootInfo for
+	// PolicyRole ("" = policy.RoleApp): Report.Policy and the "policy" check.
+	Policy     *policy.Policy
+	PolicyRole policy.Role
 }
 
 // Expectations are values the relying party requires; unset ones are not checked.
@@ -157,6 +163,7 @@ func Verify(opts Options) (*Report, error) {
 		r.skip("vm-config-fields", false, "vm_config fields not interpreted: %s", strings.Join(vm.Unknown, ", "))
 	}
 	r.finish()
+	checkBootInfo(r, q, &opts, events)
 	return r, nil
 }
 

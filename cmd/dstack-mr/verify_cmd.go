@@ -38,7 +38,11 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			"The quote's authenticity is checked offline as by 'quote verify' (signature, QE report,\n" +
 			"PCK chain to Intel's pinned root at --time) and is required for VERIFIED; with --collateral\n" +
 			"its TCB status must meet --tcb-policy too, without it the TCB status is listed as not checked.\n\n" +
-			"Exit status: 0 verified, 3 read but not verified, 1 unreadable input or usage error.",
+			"With --policy (dstack's auth-simple format) the report also gives dstack's KMS values\n" +
+			"(boot_info) and whether that policy lets the KMS release keys to the CVM; VERIFIED stays\n" +
+			"the attestation's verdict, but a denial (or a policy that cannot be evaluated) exits 3.\n\n" +
+			"Exit status: 0 verified (and allowed by --policy), 3 read but not verified or denied, 1\n" +
+			"unreadable input or usage error.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "attestation", Category: cat, Usage: "GetQuote response JSON (quote, event_log, vm_config, report_data)"},
 			&cli.StringFlag{Name: "quote", Category: cat, Usage: "TDX quote file, binary or hex"},
@@ -58,7 +62,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-		}, imageReadFlags()...), verifyMachineFlags()...),
+		}, append(policyFlags(cat), imageReadFlags()...)...), verifyMachineFlags()...),
 		Action: func(c *cli.Context) error {
 			opts, err := verifyOptions(c, log)
 			if err != nil {
@@ -79,7 +83,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			if !rep.Verified {
 				return &exitError{code: exitNotVerified, err: fmt.Errorf("attestation NOT verified")}
 			}
-			return nil
+			return policyVerdict(opts, rep)
 		},
 	}
 }
@@ -236,6 +240,9 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 		return nil, err
 	}
 	opts.TCBPolicy = c.String("tcb-policy")
+	if err := loadPolicy(c, &opts); err != nil {
+		return nil, err
+	}
 	opts.Expect.KeyProviderName = c.String("key-provider")
 	switch {
 	case c.NArg() > 1:

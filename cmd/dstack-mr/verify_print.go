@@ -105,6 +105,7 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 	for _, wn := range r.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", wn)
 	}
+	printPolicy(w, r)
 	printChecks(w, r.Checks)
 	for _, nc := range r.NotChecked {
 		req := ""
