@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -195,15 +194,7 @@ func TestDivergenceLines(t *testing.T) {
 
 // Without a quote (guest-agent Info) no check speaks of one.
 func TestInfoReportNeverSaysQuote(t *testing.T) {
-	dir, ok := testvectors.SharedDir()
-	if !ok {
-		t.Skip("shared reference data not found")
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "real-attestations", "phala-trust-center", "kmsInfo", "*.json"))
-	if len(files) == 0 {
-		t.Skip("no guest-agent Info files in the shared reference data")
-	}
-	raw, err := os.ReadFile(files[0])
+	raw, err := os.ReadFile(guestAgentInfoFiles(t)[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -222,14 +222,7 @@ func TestRealMeasurementDocumentsDecode(t *testing.T) {
 // to the registers they report, their logged ACPI digests equal the tables of their vm_config
 // shape, and none is ever VERIFIED: without a quote nothing proves the values came from a TD.
 func TestGuestAgentInfo(t *testing.T) {
-	dir, ok := testvectors.SharedDir()
-	if !ok {
-		t.Skip("shared reference data not found")
-	}
-	files, _ := filepath.Glob(filepath.Join(dir, "real-attestations", "phala-trust-center", "kmsInfo", "*.json"))
-	if len(files) == 0 {
-		t.Skip("no guest-agent Info files in the shared reference data")
-	}
+	files := guestAgentInfoFiles(t)
 	v822 := acpi.Version{Major: 8, Minor: 2, Micro: 2}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -257,4 +250,19 @@ func TestGuestAgentInfo(t *testing.T) {
 		})
 	}
 	t.Logf("%d guest-agent Info blobs replayed, ACPI digests predicted from their shape", len(files))
+}
+
+// guestAgentInfoFiles lists Phala Cloud's guest-agent Info blobs in the shared reference data,
+// skipping the test where there are none.
+func guestAgentInfoFiles(t *testing.T) []string {
+	t.Helper()
+	dir, ok := testvectors.SharedDir()
+	if !ok {
+		t.Skip("shared reference data not found")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "real-attestations", "phala-trust-center", "kmsInfo", "*.json"))
+	if len(files) == 0 {
+		t.Skip("no guest-agent Info files in the shared reference data")
+	}
+	return files
 }
