@@ -71,7 +71,13 @@ func checkEventLog(r *Report, q *quote.Quote, events []eventlog.Event) {
 	}
 	probs := eventlog.CheckRuntimeDigests(events)
 	if len(probs) == 0 {
-		r.check("rtmr3-event-digests", true, "every runtime event's digest is the SHA-384 of its name and payload")
+		detail := "every runtime event's digest is the SHA-384 of its name and payload"
+		if n, stripped := eventlog.RuntimeCounts(events); stripped > 0 {
+			detail = fmt.Sprintf("%d of %d runtime events are logged without a digest (stripped by the provider): "+
+				"recomputed from name and payload as dstack computes them when extending RTMR3, and replayed; "+
+				"every logged one is the SHA-384 of its name and payload", stripped, n)
+		}
+		r.check("rtmr3-event-digests", true, "%s", detail)
 	} else {
 		var parts []string
 		for _, p := range probs {

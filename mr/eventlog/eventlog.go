@@ -174,6 +174,24 @@ func decodeHex(s string) ([]byte, error) {
 // and payload.
 func (e *Event) IsRuntime() bool { return e.EventType == RuntimeEventType }
 
+// DigestStripped reports whether e is a runtime event logged without its digest (some
+// providers strip them). Its digest is recomputed from name and payload, as dstack computes it
+// when extending RTMR3, so nothing is lost: the quote's RTMR3 still decides.
+func (e *Event) DigestStripped() bool { return e.IsRuntime() && len(e.Digest) == 0 }
+
+// RuntimeCounts counts the runtime events of a log and those of them logged without a digest.
+func RuntimeCounts(events []Event) (runtime, stripped int) {
+	for i := range events {
+		if events[i].IsRuntime() {
+			runtime++
+			if events[i].DigestStripped() {
+				stripped++
+			}
+		}
+	}
+	return runtime, stripped
+}
+
 // RuntimeDigest is what a dstack runtime event with this name and payload must extend.
 func RuntimeDigest(version int, name string, payload []byte) []byte {
 	sum := sha512.Sum384(RuntimePreimage(version, name, payload))
