@@ -183,10 +183,10 @@ func sniffObject(obj map[string]json.RawMessage) (Form, []string) {
 		return FormNearAICVM, nil
 	case has("tee_participant_info"):
 		return FormNearMPCPublicData, nil
+	case has("quote"): // some GetQuote responses carry the encoded attestation too
+		return FormGetQuote, nil
 	case has("attestation"):
 		return FormDstackAttestation, nil
-	case has("quote"):
-		return FormGetQuote, nil
 	case has("tcb_info") && !has("tcb_info_issuer_chain"):
 		return FormGuestAgentInfo, nil
 	case has("mrtd", "rtmr0"):
