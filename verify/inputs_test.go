@@ -23,12 +23,12 @@ import (
 var sampleTime = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 
 const (
-	nearAIDir     = "real-attestations/nearai-cloud-report-gpt-oss-120b/"
-	nearAIReportFile  = nearAIDir + "nearai_cloud_report_openai_gpt_oss_120b.json"
-	nearMPCDir    = "real-attestations/near-mpc/"
-	qemu10Dir     = "real-attestations/dstack-verifier-qemu-10-2/"
-	simulatorDir  = "real-attestations/dstack-sdk-simulator/"
-	guestAgentBin = "real-attestations/dstack-guest-agent-attestation-bin/attestation.bin"
+	nearAIDir        = "real-attestations/nearai-cloud-report-gpt-oss-120b/"
+	nearAIReportFile = nearAIDir + "nearai_cloud_report_openai_gpt_oss_120b.json"
+	nearMPCDir       = "real-attestations/near-mpc/"
+	qemu10Dir        = "real-attestations/dstack-verifier-qemu-10-2/"
+	simulatorDir     = "real-attestations/dstack-sdk-simulator/"
+	guestAgentBin    = "real-attestations/dstack-guest-agent-attestation-bin/attestation.bin"
 )
 
 // nearMPCShape is the shape near/mpc's operators run (deploy-launcher.sh, the guide's
