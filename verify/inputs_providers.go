@@ -420,3 +420,45 @@ func ExtractQuote(data []byte, cvm string) ([]byte, Form, error) {
 	}
 	return in.quote, f, nil
 }
+
+// CollateralOf returns the Intel collateral an input carries, as dcap-qvl's QuoteCollateralV3
+// JSON (quote.ParseCollateral): such a document as it is, or the collateral a NEAR MPC node
+// publishes beside its quote in public_data.json (the same fields, with byte arrays where
+// dcap-qvl writes hex). Its signatures and validity are checked where it is used, like any.
+func CollateralOf(data []byte) ([]byte, error) {
+	switch Sniff(data) {
+	case FormCollateral:
+		return data, nil
+	case FormNearMPCPublicData:
+	default:
+		return nil, WrongInput("Intel collateral (QuoteCollateralV3 JSON, or a NEAR MPC public_data.json carrying it)", data)
+	}
+	var p struct {
+		TEE struct {
+			Dstack struct {
+				Collateral map[string]json.RawMessage `json:"collateral"`
+			} `json:"Dstack"`
+		} `json:"tee_participant_info"`
+	}
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("public_data: %s", jsonProblem(err))
+	}
+	c := p.TEE.Dstack.Collateral
+	if len(c) == 0 {
+		return nil, errors.New("public_data: tee_participant_info.Dstack carries no collateral")
+	}
+	out := make(map[string]string, len(c))
+	for k, v := range c {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			out[k] = s
+			continue
+		}
+		b, err := decodeByteArray(v)
+		if err != nil {
+			return nil, fmt.Errorf("public_data: tee_participant_info.Dstack.collateral.%s: %w", k, err)
+		}
+		out[k] = hex.EncodeToString(b)
+	}
+	return json.Marshal(out)
+}

@@ -509,6 +509,9 @@ func FuzzReadAttestation(f *testing.F) {
 				}
 			}
 		}
+		if c, err := CollateralOf(data); err == nil {
+			_, _ = quote.ParseCollateral(c)
+		}
 		_, _ = gather(&Options{Info: data})
 		_, _ = gather(&Options{Quote: data, EventLog: data, VMConfig: data})
 	})

@@ -201,7 +201,28 @@ func TestQuoteVerifyInputForms(t *testing.T) {
 			t.Errorf("quote verify %s: exit %d: %s", strings.Join(args, " "), code, stderr)
 		}
 	}
-	code, _, stderr := runCLI("quote", "verify", dir+"/"+nearAIReportPath)
+	// A NEAR MPC node publishes Intel's collateral beside its quote: its TCB status is evaluated
+	// from it, checked as any collateral is, at a time inside its validity window.
+	for file, at := range map[string]string{
+		"public_data.dstack-dev-0.5.8.50328c65.json": "2026-08-14T00:00:00Z",
+		"public_data.dstack-dev-0.5.7.d8451991.json": "2026-03-24T00:00:00Z",
+		"public_data.dstack-0.5.4-dev.f16a2912.json": "2026-03-19T00:00:00Z",
+	} {
+		p := ra + "near-mpc/" + file
+		code, stdout, stderr := runCLI("quote", "verify", "--time", at, "--collateral", p, p)
+		if code != 0 || !strings.Contains(stdout, "TCB status UpToDate") || !strings.Contains(stdout, "[ok  ] tcb-info-signature") {
+			t.Errorf("quote verify --collateral %s: exit %d: %s%s", file, code, stdout, stderr)
+		}
+		code, stdout, stderr = runCLI("verify", "--attestation", p, "--collateral", p, "--time", at, "--cpu", "8", "--memory", "64G", "--qemu-version", "8.2.2", "--json")
+		if code != exitNotVerified || !strings.Contains(stdout, `"tcb_status": "UpToDate"`) {
+			t.Errorf("verify --collateral %s: exit %d: %s", file, code, stderr)
+		}
+	}
+	code, _, stderr := runCLI("quote", "verify", "--collateral", ra+"near-mpc/quote.dstack-0.5.4.e76f1a38.json", ra+"near-mpc/quote.dstack-0.5.4.e76f1a38.json")
+	if code != 1 || !strings.Contains(stderr, "this looks like a TDX quote") {
+		t.Errorf("a quote as collateral: exit %d: %s", code, stderr)
+	}
+	code, _, stderr = runCLI("quote", "verify", dir+"/"+nearAIReportPath)
 	if code != 1 || !strings.Contains(stderr, "--cvm") || !strings.Contains(stderr, "gateway") {
 		t.Errorf("a report of 3 quotes: exit %d: %s", code, stderr)
 	}

@@ -48,7 +48,7 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 				"input, expired collateral or usage error.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "time", Usage: "RFC 3339 time the certificates must be valid at (default: now)"},
-				&cli.StringFlag{Name: "collateral", Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the TCB status"},
+				&cli.StringFlag{Name: "collateral", Usage: "dcap-qvl QuoteCollateralV3 JSON (or a NEAR MPC public_data.json, which carries it): evaluate the TCB status"},
 				&cli.StringFlag{Name: "tcb-policy", Value: "default", Usage: "acceptable TCB statuses: default (all but Revoked and no matching level, as dcap-qvl and dstack's verifier), strict (UpToDate only), or a comma-separated list"},
 				&cli.StringFlag{Name: "cvm", Usage: "the CVM whose quote to check, in a NEAR AI report holding several: gateway, model[N], model[N].compose-manager, a model name, or its number (from 1)"},
 				&cli.BoolFlag{Name: "json", Usage: "print the verification as JSON"},
@@ -66,6 +66,9 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 					b, err := readBounded(p, maxQuoteFileBytes)
 					if err != nil {
 						return fmt.Errorf("--collateral: %w", err)
+					}
+					if b, err = verify.CollateralOf(b); err != nil {
+						return fmt.Errorf("--collateral %s: %w", p, err)
 					}
 					if coll, err = quote.ParseCollateral(b); err != nil {
 						return fmt.Errorf("--collateral %s: %w", p, err)

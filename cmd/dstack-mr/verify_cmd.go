@@ -57,7 +57,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "key-provider", Category: cat, Usage: "required key provider name (e.g. kms, local-sgx)"},
 			&cli.StringFlag{Name: "key-provider-id", Category: cat, Usage: "required key provider id (hex)"},
 			&cli.StringFlag{Name: "time", Category: cat, Usage: "RFC 3339 time the quote's PCK certificates (and the collateral) must be valid at (default: now)"},
-			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
+			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON (or a NEAR MPC public_data.json, which carries it): evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		}, imageReadFlags()...), verifyMachineFlags()...),
@@ -225,6 +225,11 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 		"event-log": &opts.EventLog, "vm-config": &opts.VMConfig, "measurement": &opts.LiteMeasurement, "collateral": &opts.Collateral, "info": &opts.Info} {
 		if *dst, err = readFlagFile(c, name); err != nil {
 			return nil, err
+		}
+	}
+	if opts.Collateral != nil {
+		if opts.Collateral, err = verify.CollateralOf(opts.Collateral); err != nil {
+			return nil, fmt.Errorf("--collateral %s: %w", c.String("collateral"), err)
 		}
 	}
 	if opts.LiteMeasurement != nil {
