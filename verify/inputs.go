@@ -31,7 +31,12 @@ type InputError struct {
 	Err  error
 }
 
-func (e *InputError) Error() string { return inputNames[e.Flag] + ": " + e.Err.Error() }
+func (e *InputError) Error() string {
+	if msg := e.Err.Error(); strings.HasPrefix(msg, inputNames[e.Flag]) {
+		return msg // already names its input ("vm_config.cpu_count: ...")
+	}
+	return inputNames[e.Flag] + ": " + e.Err.Error()
+}
 
 func (e *InputError) Unwrap() error { return e.Err }
 
@@ -89,22 +94,37 @@ func gather(opts *Options) (*inputs, error) {
 	// from: a quote inside --attestation is the attestation's fault, not --quote's.
 	if in.infoRegisters == nil {
 		if _, err := quote.ParseAuto(in.quote); err != nil {
-			return nil, inputErr(in.source(opts, "quote"), fmt.Errorf("quote: %w", err))
+			return nil, in.pieceErr(opts, "quote", err)
 		}
 	}
 	if len(in.eventLog) > 0 {
 		if _, err := eventlog.Parse(in.eventLog); err != nil {
-			return nil, inputErr(in.source(opts, "event-log"), fmt.Errorf("event log: %w", err))
+			return nil, in.pieceErr(opts, "event-log", err)
+		}
+	}
+	if len(in.vmConfig) > 0 {
+		if _, err := ParseVMConfig(in.vmConfig); err != nil {
+			return nil, in.pieceErr(opts, "vm-config", err)
 		}
 	}
 	return in, nil
+}
+
+// pieceErr attributes an error in one piece (quote, event log, vm_config) to the input it came
+// from, naming the piece when that input is a whole attestation or Info.
+func (in *inputs) pieceErr(opts *Options, flag string, err error) error {
+	src := in.source(opts, flag)
+	if src == flag || strings.HasPrefix(err.Error(), inputNames[flag]) {
+		return inputErr(src, err)
+	}
+	return inputErr(src, fmt.Errorf("%s: %w", inputNames[flag], err))
 }
 
 // source names the flag a piece came from: its own flag when given, else the file it was
 // read out of.
 func (in *inputs) source(opts *Options, flag string) string {
 	switch {
-	case flag == "quote" && opts.Quote != nil, flag == "event-log" && opts.EventLog != nil:
+	case flag == "quote" && opts.Quote != nil, flag == "event-log" && opts.EventLog != nil, flag == "vm-config" && opts.VMConfig != nil:
 		return flag
 	case len(opts.Info) > 0:
 		return "info"

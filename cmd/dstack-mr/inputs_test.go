@@ -98,6 +98,10 @@ func TestVerifyNearAIReport(t *testing.T) {
 	if errs := single.Validate([]byte(stdout)); len(errs) > 0 {
 		t.Errorf("--cvm output does not match verify.schema.json:\n%s", strings.Join(errs, "\n"))
 	}
+	code, stdout, _ = runCLI("verify", "--attestation", report, "--time", sampleTime, "--cvm", "openai/gpt-oss-120b")
+	if code != exitNotVerified || !strings.HasPrefix(stdout, "== CVM model[0] (openai/gpt-oss-120b)\n") || strings.Count(stdout, "== CVM") != 1 {
+		t.Errorf("--cvm by model name: exit %d, %.80q", code, stdout)
+	}
 	code, stdout, stderr = runCLI("verify", "--attestation", report, "--cvm", "model[7]")
 	if code != 1 || stdout != "" || !strings.Contains(stderr, `--cvm "model[7]"`) || !strings.Contains(stderr, "2 model[0] (openai/gpt-oss-120b)") {
 		t.Errorf("--cvm model[7]: exit %d, stdout %q, stderr %s", code, stdout, stderr)

@@ -88,6 +88,9 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 				reports[i] = rep
 			}
 			if len(cvms) == 1 {
+				if cvms[0].Name != "" && !c.Bool("json") {
+					fmt.Fprintf(c.App.Writer, "== CVM %s\n", cvms[0].Title())
+				}
 				return printVerifyResult(c, reports[0])
 			}
 			return printVerifyResults(c, cvms, reports)
