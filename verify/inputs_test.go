@@ -350,6 +350,17 @@ func TestStrippedRuntimeDigests(t *testing.T) {
 	}
 }
 
+// dstack's own lite logs strip every runtime digest: they replay and the report says so.
+func TestRealStrippedLogs(t *testing.T) {
+	for _, f := range []string{"real-attestations/dstack-fixture-history/tdx-lite-getquote.02bb2476.json", "real-attestations/dstack-fixture-history/tdx-measurement-getquote.687c4668.json"} {
+		r := mustVerify(t, Options{Attestation: testvectors.ReadShared(t, f), QuoteTime: sampleTime})
+		requireChecksOK(t, r, "rtmr3-replay", "rtmr3-event-digests")
+		if c := findCheck(r, "rtmr3-event-digests"); c == nil || !strings.HasPrefix(c.Detail, "all ") || !strings.Contains(c.Detail, "recomputed") {
+			t.Errorf("%s: %+v", f, c)
+		}
+	}
+}
+
 // A file given to the wrong input is named for what it is and where it goes; no parser message.
 func TestWrongInputNamesTheForm(t *testing.T) {
 	read := func(rel string) []byte { return testvectors.ReadShared(t, rel) }
