@@ -92,7 +92,7 @@ func Parse(data []byte) ([]Event, error) {
 	}
 	var raws []rawEvent
 	if err := json.Unmarshal(data, &raws); err != nil {
-		return nil, fmt.Errorf("%w: want a JSON list of events: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: want a JSON list of events: %s", ErrMalformed, jsonProblem(err))
 	}
 	if len(raws) > MaxEvents {
 		return nil, fmt.Errorf("%w: %d events, over the %d limit", ErrMalformed, len(raws), MaxEvents)
@@ -335,4 +335,23 @@ func CheckRuntimeDigests(events []Event) []DigestProblem {
 		out = append(out, p)
 	}
 	return out
+}
+
+// jsonProblem words a JSON decoding error in the log's terms, without Go type names.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not valid JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ) && typ.Field == "":
+		return "got a JSON " + typ.Value
+	case errors.As(err, &typ):
+		want := "a number"
+		if typ.Type.Kind().String() == "string" {
+			want = "a string"
+		}
+		return fmt.Sprintf("an event's %s is a JSON %s, want %s", typ.Field, typ.Value, want)
+	}
+	return err.Error()
 }
