@@ -68,6 +68,9 @@ func SplitAttestations(data []byte) ([]NamedInput, error) {
 	}
 	var out []NamedInput
 	if present((*json.RawMessage)(&rep.Gateway)) {
+		if Sniff(rep.Gateway) != FormNearAICVM {
+			return nil, errors.New("NEAR AI report: gateway_attestation is not an attestation (an object with intel_quote)")
+		}
 		out = append(out, NamedInput{Name: "gateway", Attestation: rep.Gateway})
 	}
 	for i, m := range rep.Models {
@@ -78,9 +81,15 @@ func SplitAttestations(data []byte) ([]NamedInput, error) {
 		if err := json.Unmarshal(m, &c); err != nil {
 			return nil, fmt.Errorf("NEAR AI report: model_attestations[%d]: %s", i, jsonProblem(err))
 		}
+		if c.IntelQuote == nil {
+			return nil, fmt.Errorf("NEAR AI report: model_attestations[%d] has no intel_quote", i)
+		}
 		name := fmt.Sprintf("model[%d]", i)
 		out = append(out, NamedInput{Name: name, Label: c.ModelName, Attestation: m})
 		if present((*json.RawMessage)(&c.ComposeManager)) {
+			if Sniff(c.ComposeManager) != FormGetQuote {
+				return nil, fmt.Errorf("NEAR AI report: model_attestations[%d].compose_manager_attestation is not a GetQuote-shaped attestation (quote, event_log)", i)
+			}
 			out = append(out, NamedInput{Name: name + ".compose-manager", Label: c.ModelName, Attestation: c.ComposeManager})
 		}
 	}

@@ -553,3 +553,21 @@ func FuzzDecodeByteArray(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitAttestationsErrors(t *testing.T) {
+	for _, c := range []struct{ json, want string }{
+		{`{"gateway_attestation": "x"}`, "gateway_attestation is not an attestation"},
+		{`{"model_attestations": [{"model_name": "m"}]}`, "model_attestations[0] has no intel_quote"},
+		{`{"model_attestations": [{"intel_quote": "04", "compose_manager_attestation": {"a": 1}}]}`, "compose_manager_attestation is not"},
+		{`{"gateway_attestation": null, "model_attestations": []}`, "neither"},
+		{`{"model_attestations": {"intel_quote": "04"}}`, "model_attestations: want a list"},
+	} {
+		if _, err := SplitAttestations([]byte(c.json)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.json, err, c.want)
+		}
+	}
+	// Anything else is one attestation, split or not.
+	if l, err := SplitAttestations([]byte(`{"quote": "04"}`)); err != nil || len(l) != 1 || l[0].Name != "" {
+		t.Errorf("a GetQuote response: %v %v", l, err)
+	}
+}
