@@ -41,8 +41,16 @@ func decodeBinaryAttestation(hexText string) (*binAttestation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attestation: not hex: %w", err)
 	}
+	return decodeBinaryAttestationBytes(raw)
+}
+
+// decodeBinaryAttestationBytes decodes the encoded attestation itself, MessagePack or SCALE.
+func decodeBinaryAttestationBytes(raw []byte) (*binAttestation, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("attestation: empty")
+	}
+	if len(raw) > maxBinaryAttestation {
+		return nil, fmt.Errorf("attestation: %d bytes, over the %d-byte limit", len(raw), maxBinaryAttestation)
 	}
 	// A MessagePack map starts with 0x80..0x8f or 0xde/0xdf; SCALE's first byte is the
 	// attestation version variant, 0.

@@ -23,8 +23,6 @@ import (
 // (../shared/real-attestations/README.md).
 var quotesValidAt = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 
-const nearAIDir = "real-attestations/nearai-cloud-report-gpt-oss-120b/"
-
 // nearAIInfo is the guest agent's Info each NEAR AI CVM published next to its quote: the app
 // facts and the mr_aggregated the CVM computed for itself with dstack's code.
 type nearAIInfo struct {

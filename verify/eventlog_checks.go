@@ -71,7 +71,15 @@ func checkEventLog(r *Report, q *quote.Quote, events []eventlog.Event) {
 	}
 	probs := eventlog.CheckRuntimeDigests(events)
 	if len(probs) == 0 {
-		r.check("rtmr3-event-digests", true, "every runtime event's digest is the SHA-384 of its name and payload")
+		detail := "every runtime event's digest is the SHA-384 of its name and payload"
+		if n, stripped := eventlog.RuntimeCounts(events); stripped > 0 {
+			detail = fmt.Sprintf("all %d runtime events are logged without a digest (stripped)", n)
+			if stripped < n {
+				detail = fmt.Sprintf("%d of %d runtime events are logged without a digest (stripped); the other %d are the SHA-384 of their name and payload", stripped, n, n-stripped)
+			}
+			detail += ": each stripped digest is recomputed from name and payload as dstack computes it when extending RTMR3, and the replay against the quote's RTMR3 decides"
+		}
+		r.check("rtmr3-event-digests", true, "%s", detail)
 	} else {
 		var parts []string
 		for _, p := range probs {

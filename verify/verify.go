@@ -23,10 +23,14 @@ import (
 
 // Options are the inputs of Verify.
 type Options struct {
-	// Attestation is a guest agent GetQuote response: {"quote": hex, "event_log": JSON string,
-	// "vm_config": JSON string, "report_data": hex}.
+	// Attestation is a guest agent GetQuote response ({"quote": hex, "event_log": JSON string,
+	// "vm_config": JSON string, "report_data": hex}), dstack's {"attestation": hex} or the
+	// encoded attestation itself, one CVM's entry of a NEAR AI cloud report (SplitAttestations
+	// gives each of a whole report's), or a NEAR MPC node's public_data.json; recognised by
+	// content (Sniff).
 	Attestation []byte
-	// Quote (binary or hex), EventLog (JSON list or string) and VMConfig (JSON) replace the
+	// Quote (binary, hex or a JSON array of byte values), EventLog (JSON list or string, or a
+	// tcb_info holding one) and VMConfig (JSON, or a sys-config holding one) replace the
 	// attestation's fields when set.
 	Quote    []byte
 	EventLog []byte
@@ -48,7 +52,8 @@ type Options struct {
 	LiteMeasurement []byte
 
 	// Info is a dstack guest agent's Info response (tcb_info with MRTD, RTMR0-3 and the event
-	// log, vm_config), checked without a quote: replayed and predicted, never verified.
+	// log, vm_config) or a bare tcb_info, checked without a quote: replayed and predicted, never
+	// verified.
 	Info []byte
 
 	// AppCompose is the app-compose document the relying party reviewed: it must hash, in one

@@ -1,17 +1,16 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dstack-mr/dstack-mr/quote"
+	"github.com/dstack-mr/dstack-mr/verify"
 )
 
 // exitNotAuthentic is quote verify's exit code for a quote that was read but is not authentic.
@@ -29,7 +28,10 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 			Name:      "verify",
 			Usage:     "check a TDX quote's authenticity offline (signature, QE report, PCK chain to Intel's pinned root)",
 			ArgsUsage: "QUOTE",
-			Description: "QUOTE is a binary or hex quote file, or a GetQuote JSON response ({\"quote\": hex, ...}).\n\n" +
+			Description: "QUOTE is any file carrying a quote, recognised by content: a binary or hex quote, a JSON array of\n" +
+				"its byte values (near/mpc quote.json), a GetQuote response, dstack's {\"attestation\": hex} (MessagePack\n" +
+				"or SCALE) or the encoded attestation itself, a NEAR MPC public_data.json, or a NEAR AI cloud report\n" +
+				"(--cvm picks the CVM when it holds several).\n\n" +
 				"Checks, each reported by name: the attestation key's signature over the header and TD report;\n" +
 				"the PCK leaf's signature over the QE report; the QE report data binding the attestation key\n" +
 				"(SHA-256(key ‖ QE auth data)); the PCK chain up to the Intel SGX Root CA pinned in this program\n" +
@@ -46,8 +48,9 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 				"input, expired collateral or usage error.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "time", Usage: "RFC 3339 time the certificates must be valid at (default: now)"},
-				&cli.StringFlag{Name: "collateral", Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the TCB status"},
+				&cli.StringFlag{Name: "collateral", Usage: "dcap-qvl QuoteCollateralV3 JSON (or a NEAR MPC public_data.json, which carries it): evaluate the TCB status"},
 				&cli.StringFlag{Name: "tcb-policy", Value: "default", Usage: "acceptable TCB statuses: default (all but Revoked and no matching level, as dcap-qvl and dstack's verifier), strict (UpToDate only), or a comma-separated list"},
+				&cli.StringFlag{Name: "cvm", Usage: "the CVM whose quote to check, in a NEAR AI report holding several: gateway, model[N], model[N].compose-manager, a model name, or its number (from 1)"},
 				&cli.BoolFlag{Name: "json", Usage: "print the verification as JSON"},
 			},
 			Action: func(c *cli.Context) error {
@@ -64,6 +67,9 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 					if err != nil {
 						return fmt.Errorf("--collateral: %w", err)
 					}
+					if b, err = verify.CollateralOf(b); err != nil {
+						return fmt.Errorf("--collateral %s: %w", p, err)
+					}
 					if coll, err = quote.ParseCollateral(b); err != nil {
 						return fmt.Errorf("--collateral %s: %w", p, err)
 					}
@@ -73,7 +79,7 @@ func quoteCommand(log *logrus.Logger) *cli.Command {
 					return err
 				}
 				path := c.Args().First()
-				q, err := readQuoteFile(path)
+				q, err := readQuoteFile(path, c.String("cvm"))
 				if err != nil {
 					return err
 				}
@@ -131,25 +137,18 @@ type quoteVerifyResult struct {
 	ToolVersion string `json:"tool_version"`
 }
 
-// readQuoteFile reads a quote from a binary or hex file, or from a GetQuote JSON response.
-func readQuoteFile(path string) (*quote.Quote, error) {
+// readQuoteFile reads a quote from any input that carries one (verify.ExtractQuote); cvm picks
+// one CVM of a NEAR AI report.
+func readQuoteFile(path, cvm string) (*quote.Quote, error) {
 	data, err := readBounded(path, maxQuoteFileBytes)
 	if err != nil {
 		return nil, err
 	}
-	if t := strings.TrimSpace(string(data)); strings.HasPrefix(t, "{") {
-		var g struct {
-			Quote *string `json:"quote"`
-		}
-		if err := json.Unmarshal(data, &g); err != nil {
-			return nil, fmt.Errorf("%s: JSON without a readable \"quote\": %w", path, err)
-		}
-		if g.Quote == nil {
-			return nil, fmt.Errorf("%s: JSON has no \"quote\" field", path)
-		}
-		data = []byte(*g.Quote)
+	raw, _, err := verify.ExtractQuote(data, cvm)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	q, err := quote.ParseAuto(data)
+	q, err := quote.ParseAuto(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -54,6 +54,8 @@ func TestJSONOutputsMatchSchemas(t *testing.T) {
 			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/dstack-guest-agent-attestation-bin/attestation.as-getquote.json",
 				"--measurement", dir + "/real-attestations/dstack-verifier-qemu-10-2/tdx-lite-normalized-attestation.measurement.cbor"}},
 			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/nearai-cloud-report-gpt-oss-120b/model-gpu8.getquote.json"}},
+			// A NEAR AI report: one report per CVM ($defs/multi_cvm).
+			run{"verify", []string{"verify", "--json", "--time", "2026-11-30T00:00:00Z", "--attestation", dir + "/real-attestations/nearai-cloud-report-gpt-oss-120b/nearai_cloud_report_openai_gpt_oss_120b.json"}},
 			run{"verify", []string{"verify", "--json", "--attestation", dir + "/real-attestations/near-mpc/getquote.old-ovmf.91b0067b.json",
 				"--cpu", "8", "--memory", "64G", "--qemu-version", "8.2.2", "../../testdata/sample-image"}},
 		)

@@ -41,13 +41,18 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			"With --policy (dstack's auth-simple format) the report also gives dstack's KMS values\n" +
 			"(boot_info) and whether that policy lets the KMS release keys to the CVM; VERIFIED stays\n" +
 			"the attestation's verdict, but a denial (or a policy that cannot be evaluated) exits 3.\n\n" +
+			"Inputs are recognised by content, not name; a file given to the wrong flag is named for what\n" +
+			"it is. A NEAR AI cloud report holds several CVMs (gateway, model[N], model[N].compose-manager):\n" +
+			"each is verified and reported in turn (--json: {\"cvms\": [{\"name\", \"report\"}, ...]}), the\n" +
+			"exit status is the worst of them; --cvm picks one, reported as a single attestation.\n\n" +
 			"Exit status: 0 verified (and allowed by --policy), 3 read but not verified or denied, 1\n" +
 			"unreadable input or usage error.",
 		Flags: append(append([]cli.Flag{
-			&cli.StringFlag{Name: "attestation", Category: cat, Usage: "GetQuote response JSON (quote, event_log, vm_config, report_data)"},
-			&cli.StringFlag{Name: "quote", Category: cat, Usage: "TDX quote file, binary or hex"},
-			&cli.StringFlag{Name: "info", Category: cat, Usage: "guest agent Info JSON (tcb_info, vm_config) instead of an attestation: replayed and predicted, never VERIFIED (no quote)"},
-			&cli.StringFlag{Name: "event-log", Category: cat, Usage: "event log JSON"},
+			&cli.StringFlag{Name: "attestation", Category: cat, Usage: "attestation: a GetQuote response, dstack's {\"attestation\": hex}, a NEAR AI cloud report (every CVM verified) or a NEAR MPC public_data.json"},
+			&cli.StringFlag{Name: "cvm", Category: cat, Usage: "verify one CVM of a NEAR AI report: gateway, model[N], model[N].compose-manager, a model name, or its number (from 1)"},
+			&cli.StringFlag{Name: "quote", Category: cat, Usage: "TDX quote file: binary, hex, or a JSON array of byte values (near/mpc quote.json)"},
+			&cli.StringFlag{Name: "info", Category: cat, Usage: "guest agent Info JSON (tcb_info, vm_config) or a bare tcb_info (near/mpc tcb_info.json) instead of an attestation: replayed and predicted, never VERIFIED (no quote)"},
+			&cli.StringFlag{Name: "event-log", Category: cat, Usage: "event log JSON: the list of events, or a tcb_info holding one (near/mpc tcb_info.json)"},
 			&cli.StringFlag{Name: "vm-config", Category: cat, Usage: "vm_config JSON"},
 			&cli.StringFlag{Name: "measurement", Category: cat, Usage: "measurement.tdx.cbor of the expected image (lite mode)"},
 			&cli.StringFlag{Name: "app-compose", Category: cat, Usage: "the app-compose.json you reviewed (or - for stdin): it must hash to the attested compose hash, as given or " +
@@ -59,7 +64,7 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "key-provider", Category: cat, Usage: "required key provider name (e.g. kms, local-sgx)"},
 			&cli.StringFlag{Name: "key-provider-id", Category: cat, Usage: "required key provider id: hex (the KMS root public key, or the local key provider's measurement)"},
 			&cli.StringFlag{Name: "time", Category: cat, Usage: "RFC 3339 time the quote's PCK certificates (and the collateral) must be valid at (default: now)"},
-			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
+			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON (or a NEAR MPC public_data.json, which carries it): evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		}, append(policyFlags(cat), imageReadFlags()...)...), verifyMachineFlags()...),
@@ -68,32 +73,148 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := verify.Verify(*opts)
+			cvms, err := selectedCVMs(c, opts.Attestation)
 			if err != nil {
 				return err
 			}
-			rep.ToolVersion, rep.SchemaVersion = toolVersion(), jsonSchemaVersion
-			if c.Bool("json") {
-				if err := printJSON(c.App.Writer, rep); err != nil {
+			reports := make([]*verify.Report, len(cvms))
+			for i, cvm := range cvms {
+				o := *opts
+				if cvm.Name != "" || len(cvms) > 1 {
+					o.Attestation = cvm.Attestation
+				}
+				rep, err := verify.Verify(o)
+				if err != nil {
+					err = nameInputFile(c, err)
+					if cvm.Name != "" {
+						err = fmt.Errorf("CVM %s: %w", cvm.Title(), err)
+					}
 					return err
 				}
-			} else {
-				printVerifyReport(c.App.Writer, rep)
+				rep.ToolVersion, rep.SchemaVersion = toolVersion(), jsonSchemaVersion
+				reports[i] = rep
 			}
-			if !rep.Verified {
-				return &exitError{code: exitNotVerified, err: fmt.Errorf("attestation NOT verified")}
+			if len(cvms) == 1 {
+				if cvms[0].Name != "" && !c.Bool("json") {
+					fmt.Fprintf(c.App.Writer, "== CVM %s\n", cvms[0].Title())
+				}
+				return printVerifyResult(c, opts, reports[0])
 			}
-			return policyVerdict(opts, rep)
+			return printVerifyResults(c, opts, cvms, reports)
 		},
 	}
 }
+
+// selectedCVMs splits an attestation input into its CVMs (a NEAR AI report holds several) and
+// applies --cvm.
+func selectedCVMs(c *cli.Context, attestation []byte) ([]verify.NamedInput, error) {
+	if attestation == nil {
+		if c.IsSet("cvm") {
+			return nil, fmt.Errorf("--cvm picks a CVM of an --attestation report; there is none")
+		}
+		return []verify.NamedInput{{}}, nil
+	}
+	cvms, err := verify.SplitAttestations(attestation)
+	if err != nil {
+		return nil, fmt.Errorf("--attestation %s: %w", c.String("attestation"), err)
+	}
+	if c.IsSet("cvm") {
+		one, err := verify.SelectCVM(cvms, c.String("cvm"))
+		if err != nil {
+			return nil, fmt.Errorf("--cvm %w", err)
+		}
+		cvms = []verify.NamedInput{one}
+	}
+	return cvms, nil
+}
+
+// nameInputFile puts the file the user typed in front of an input error.
+func nameInputFile(c *cli.Context, err error) error {
+	var ie *verify.InputError
+	if errors.As(err, &ie) && c.String(ie.Flag) != "" {
+		return fmt.Errorf("--%s %s: %w", ie.Flag, c.String(ie.Flag), ie.Err)
+	}
+	return err
+}
+
+func printVerifyResult(c *cli.Context, opts *verify.Options, rep *verify.Report) error {
+	if c.Bool("json") {
+		if err := printJSON(c.App.Writer, rep); err != nil {
+			return err
+		}
+	} else {
+		printVerifyReport(c.App.Writer, rep)
+	}
+	if !rep.Verified {
+		return &exitError{code: exitNotVerified, err: fmt.Errorf("attestation NOT verified")}
+	}
+	return policyVerdict(opts, rep)
+}
+
+// verifyMultiResult is verify --json for an input holding several CVMs (a NEAR AI report):
+// one report each, as a single CVM's report reads (schemas/verify.schema.json, $defs/multi_cvm).
+type verifyMultiResult struct {
+	SchemaVersion int               `json:"schema_version"`
+	Verified      bool              `json:"verified"`
+	InputForm     string            `json:"input_form"`
+	CVMs          []verifyCVMResult `json:"cvms"`
+	ToolVersion   string            `json:"tool_version"`
+}
+
+type verifyCVMResult struct {
+	Name     string         `json:"name"`
+	Label    string         `json:"label,omitempty"`
+	Verified bool           `json:"verified"`
+	Report   *verify.Report `json:"report"`
+}
+
+// printVerifyResults reports every CVM of a report; the exit status is the worst of them.
+func printVerifyResults(c *cli.Context, opts *verify.Options, cvms []verify.NamedInput, reports []*verify.Report) error {
+	res := verifyMultiResult{SchemaVersion: jsonSchemaVersion, Verified: true, InputForm: "NEAR AI cloud attestation report", ToolVersion: toolVersion()}
+	var failed []string
+	for i, rep := range reports {
+		res.CVMs = append(res.CVMs, verifyCVMResult{cvms[i].Name, cvms[i].Label, rep.Verified, rep})
+		if !rep.Verified {
+			res.Verified = false
+			failed = append(failed, cvms[i].Name)
+		}
+	}
+	w := c.App.Writer
+	if c.Bool("json") {
+		if err := printJSON(w, res); err != nil {
+			return err
+		}
+	} else {
+		for i, rep := range reports {
+			if i > 0 {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "== CVM %d of %d: %s\n", i+1, len(reports), cvms[i].Title())
+			printVerifyReport(w, rep)
+		}
+		fmt.Fprintf(w, "\n%s: %d CVMs, %d verified\n", res.InputForm, len(reports), len(reports)-len(failed))
+	}
+	if len(failed) > 0 {
+		return &exitError{code: exitNotVerified, err: fmt.Errorf("%d of %d CVMs NOT verified: %s", len(failed), len(reports), strings.Join(failed, ", "))}
+	}
+	for i, rep := range reports {
+		if err := policyVerdict(opts, rep); err != nil {
+			return fmt.Errorf("CVM %s: %w", cvms[i].Title(), err)
+		}
+	}
+	return nil
+}
+
+// maxVerifyInputBytes bounds each file verify reads (a NEAR AI report with GPU evidence is a
+// few hundred KiB).
+const maxVerifyInputBytes = 64 << 20
 
 func readFlagFile(c *cli.Context, name string) ([]byte, error) {
 	p := c.String(name)
 	if p == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(p)
+	b, err := readBounded(p, maxVerifyInputBytes)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", name, err)
 	}
@@ -211,8 +332,16 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 			return nil, err
 		}
 	}
+	if opts.Collateral != nil {
+		if opts.Collateral, err = verify.CollateralOf(opts.Collateral); err != nil {
+			return nil, fmt.Errorf("--collateral %s: %w", c.String("collateral"), err)
+		}
+	}
 	if opts.LiteMeasurement != nil {
 		if _, err := verify.DecodeLite(opts.LiteMeasurement); err != nil {
+			if verify.Sniff(opts.LiteMeasurement) != verify.FormLiteDocument {
+				err = verify.WrongInput("a measurement document (measurement.tdx.cbor)", opts.LiteMeasurement)
+			}
 			return nil, fmt.Errorf("--measurement %s: %w", c.String("measurement"), err)
 		}
 	}
@@ -250,6 +379,9 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	case c.NArg() == 1 && opts.LiteMeasurement != nil:
 		return nil, fmt.Errorf("give IMAGE (full mode) or --measurement (lite mode), not both")
 	case c.NArg() == 1:
+		if err := notAnImage(c.Args().First()); err != nil {
+			return nil, err
+		}
 		img, err := openMeasuredImage(c, c.Args().First(), log)
 		if err != nil {
 			return nil, err
@@ -264,6 +396,25 @@ func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) 
 	}
 	opts.OverrideMachine, opts.OverrideFields = override, fields
 	return &opts, nil
+}
+
+// notAnImage names a small file given as IMAGE that is recognisably something else (an
+// attestation, a quote, a measurement document): the image readers would only say it is not a
+// metadata.json.
+func notAnImage(path string) error {
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() || st.Size() > 16<<20 {
+		return nil // the image readers report it
+	}
+	data, err := readBounded(path, 16<<20)
+	if err != nil {
+		return nil
+	}
+	switch verify.Sniff(data) {
+	case verify.FormUnknown, verify.FormEmpty, verify.FormMetadataJSON:
+		return nil
+	}
+	return fmt.Errorf("IMAGE %s: %w", path, verify.WrongInput("an OS image (metadata.json, its directory or a release tarball)", data))
 }
 
 // shapeFlagFields maps each VM shape flag to the vm_config field it stands for (verify reports

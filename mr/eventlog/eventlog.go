@@ -92,7 +92,7 @@ func Parse(data []byte) ([]Event, error) {
 	}
 	var raws []rawEvent
 	if err := json.Unmarshal(data, &raws); err != nil {
-		return nil, fmt.Errorf("%w: want a JSON list of events: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: want a JSON list of events: %s", ErrMalformed, jsonProblem(err))
 	}
 	if len(raws) > MaxEvents {
 		return nil, fmt.Errorf("%w: %d events, over the %d limit", ErrMalformed, len(raws), MaxEvents)
@@ -173,6 +173,24 @@ func decodeHex(s string) ([]byte, error) {
 // IsRuntime reports whether e is a dstack runtime event, whose digest derives from its name
 // and payload.
 func (e *Event) IsRuntime() bool { return e.EventType == RuntimeEventType }
+
+// DigestStripped reports whether e is a runtime event logged without its digest (some
+// providers strip them). Its digest is recomputed from name and payload, as dstack computes it
+// when extending RTMR3, so nothing is lost: the quote's RTMR3 still decides.
+func (e *Event) DigestStripped() bool { return e.IsRuntime() && len(e.Digest) == 0 }
+
+// RuntimeCounts counts the runtime events of a log and those of them logged without a digest.
+func RuntimeCounts(events []Event) (runtime, stripped int) {
+	for i := range events {
+		if events[i].IsRuntime() {
+			runtime++
+			if events[i].DigestStripped() {
+				stripped++
+			}
+		}
+	}
+	return runtime, stripped
+}
 
 // RuntimeDigest is what a dstack runtime event with this name and payload must extend.
 func RuntimeDigest(version int, name string, payload []byte) []byte {
@@ -317,4 +335,23 @@ func CheckRuntimeDigests(events []Event) []DigestProblem {
 		out = append(out, p)
 	}
 	return out
+}
+
+// jsonProblem words a JSON decoding error in the log's terms, without Go type names.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("not valid JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ) && typ.Field == "":
+		return "got a JSON " + typ.Value
+	case errors.As(err, &typ):
+		want := "a number"
+		if typ.Type.Kind().String() == "string" {
+			want = "a string"
+		}
+		return fmt.Sprintf("an event's %s is a JSON %s, want %s", typ.Field, typ.Value, want)
+	}
+	return err.Error()
 }

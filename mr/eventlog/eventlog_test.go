@@ -298,3 +298,24 @@ func BenchmarkParseReplay(b *testing.B) {
 		_ = Replay(events)
 	}
 }
+
+// The lite fixture's runtime events carry no digest (dstack strips them); the full one's all do.
+// Either way the recomputed digests replay to the quote (TestReplayGenuine).
+func TestRuntimeCounts(t *testing.T) {
+	for name, allStripped := range map[string]bool{"quote-report.json": false, "tdx-lite-getquote.json": true} {
+		g, _ := load(t, name)
+		events, err := Parse([]byte(g.EventLog))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, stripped := RuntimeCounts(events)
+		if n == 0 || (allStripped && stripped != n) || (!allStripped && stripped != 0) {
+			t.Errorf("%s: %d runtime events, %d stripped", name, n, stripped)
+		}
+		for i := range events {
+			if events[i].DigestStripped() != (events[i].IsRuntime() && len(events[i].Digest) == 0) {
+				t.Errorf("%s: event %d", name, i)
+			}
+		}
+	}
+}
