@@ -19,7 +19,10 @@ type Image struct {
 	Source   string   // the path the user gave
 	Metadata Metadata // the image's metadata.json (synthesised by OpenRaw)
 	Firmware []byte   // whole OVMF/TDVF image
-	Kernel   []byte   // whole bzImage
+	// FirmwareSEV is the whole bios-sev image (AmdSev OVMF), nil when metadata.json names none
+	// or the file is absent.
+	FirmwareSEV []byte
+	Kernel      []byte // whole bzImage
 	// Initrd is nil when the image has no initrd. Only its digests are kept: TDVF
 	// measures the initrd as one blob.
 	Initrd  *StreamDigest
@@ -48,13 +51,15 @@ type StreamDigest struct {
 type Role string
 
 const (
-	RoleFirmware  Role = "firmware"
-	RoleKernel    Role = "kernel"
-	RoleInitrd    Role = "initrd"
-	RoleRootfs    Role = "rootfs"
-	RoleMetadata  Role = "metadata"
-	RoleChecksums Role = "checksums"
-	RoleOther     Role = "other"
+	RoleFirmware Role = "firmware"
+	// RoleFirmwareSEV is the AMD SEV firmware (bios-sev) unified images carry beside the TDX one.
+	RoleFirmwareSEV Role = "firmware-sev"
+	RoleKernel      Role = "kernel"
+	RoleInitrd      Role = "initrd"
+	RoleRootfs      Role = "rootfs"
+	RoleMetadata    Role = "metadata"
+	RoleChecksums   Role = "checksums"
+	RoleOther       Role = "other"
 )
 
 // FileInfo describes one file of the image.
@@ -78,6 +83,9 @@ type Options struct {
 	// list every file a measurement depends on: firmware, kernel, initrd, metadata.json and, when
 	// the image has one, measurement.tdx.cbor. Published values must be tied to os_image_hash.
 	RequireChecksums bool
+	// SEV says the caller measures the SEV-SNP launch: with RequireChecksums, sha256sum.txt
+	// must also list bios-sev, and metadata.json must name one that is present.
+	SEV bool
 	// ExtractDir, when set, receives every member of a release tarball (without its
 	// top-level folder). It must not exist or be empty; nothing is left there if Open
 	// fails.
@@ -252,7 +260,7 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 		m := members[f.name]
 		if m == nil {
 			// A rootfs-free bundle (mr_<digest>.tar.gz) still names its rootfs.
-			if f.role == RoleRootfs || f.role == RoleOther {
+			if f.role == RoleRootfs || f.role == RoleOther || (f.role == RoleFirmwareSEV && !opts.SEV) {
 				continue
 			}
 			return nil, fmt.Errorf("%s field %q names %q, which is not in %s", MetadataFileName, f.field, f.name, where)
@@ -261,13 +269,19 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 			roles[f.name] = f.role
 		}
 		switch f.role {
-		case RoleFirmware, RoleKernel:
+		case RoleFirmware, RoleKernel, RoleFirmwareSEV:
+			if f.role == RoleFirmwareSEV && !opts.SEV {
+				break // not measured, not kept
+			}
 			if !m.kept {
 				return nil, fmt.Errorf("%s %q (%d bytes) is larger than the %d-byte buffer limit", f.field, f.name, m.size, opts.MaxBufferBytes)
 			}
-			if f.role == RoleFirmware {
+			switch f.role {
+			case RoleFirmware:
 				img.Firmware = m.data
-			} else {
+			case RoleFirmwareSEV:
+				img.FirmwareSEV = m.data
+			default:
 				img.Kernel = m.data
 			}
 		case RoleInitrd:
@@ -315,7 +329,7 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 		return nil, err
 	}
 	if opts.RequireChecksums {
-		if err := checksumsComplete(rep, members, roles); err != nil {
+		if err := checksumsComplete(rep, members, roles, opts.SEV); err != nil {
 			return nil, err
 		}
 	}
@@ -349,8 +363,12 @@ func digestBytes(b []byte) StreamDigest {
 // MeasurementDocName is the lite measurement document a release may carry.
 const MeasurementDocName = "measurement.tdx.cbor"
 
-// checksumsComplete requires sha256sum.txt to exist and to list every measured file.
-func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map[string]Role) error {
+// SNPMeasurementDocName is the SEV-SNP measurement document a unified release may carry.
+const SNPMeasurementDocName = "measurement.snp.cbor"
+
+// checksumsComplete requires sha256sum.txt to exist and to list every measured file (bios-sev
+// too when sev is set).
+func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map[string]Role, sev bool) error {
 	if rep.Status == StatusAbsent {
 		return fmt.Errorf("no %s: the image's files cannot be checked and it has no os_image_hash (give --no-verify-checksums to measure it anyway)", sha256SumName)
 	}
@@ -362,8 +380,12 @@ func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map
 	for name := range members {
 		switch roles[name] {
 		case RoleFirmware, RoleKernel, RoleInitrd, RoleMetadata:
+		case RoleFirmwareSEV:
+			if !sev {
+				continue
+			}
 		default:
-			if name != MeasurementDocName {
+			if name != MeasurementDocName && name != SNPMeasurementDocName {
 				continue
 			}
 		}
