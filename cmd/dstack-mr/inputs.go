@@ -274,7 +274,8 @@ func imageOptions(c *cli.Context, log *logrus.Logger) images.Options {
 	// Whatever publishes or checks a value needs the image tied to its sha256sum.txt;
 	// inspecting an image only reports what its checksums say.
 	require := verify && (c.Command == nil || c.Command.Name != "inspect")
-	opts := images.Options{VerifyChecksums: verify, RequireChecksums: require, ExtractDir: c.String("extract")}
+	opts := images.Options{VerifyChecksums: verify, RequireChecksums: require, ExtractDir: c.String("extract"),
+		SEV: c.String("platform") == platformSEVSNP}
 	if isTerminal(os.Stderr) && log.IsLevelEnabled(logrus.WarnLevel) {
 		opts.Progress = os.Stderr
 	}
