@@ -214,8 +214,23 @@ func (s *snpSource) build(fwName string, fwBytes, kernel, initrdSum []byte, cmdl
 		return err
 	}
 	s.doc, s.fw = doc, fw
+	if !pinsRootfs(cmdline) {
+		s.warnings = append(s.warnings, "cmdline: no dstack.rootfs_hash= with 64 hex digits: dstack's verifiers refuse an SEV-SNP measurement whose command line pins no root filesystem")
+	}
 	s.inputs.Firmware = &snpFirmwareJSON{snpFileJSON: *fileSum(fwName, fwBytes), GPA: fw.GPA, HashesTableGPA: fw.HashesTableGPA, ResetEIP: fw.ResetEIP}
 	return nil
+}
+
+// pinsRootfs says whether the command line pins the root filesystem as dstack's SNP verifiers
+// require (the document has no other rootfs field).
+func pinsRootfs(cmdline string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, "dstack.rootfs_hash="); ok {
+			b, err := hex.DecodeString(v)
+			return err == nil && len(b) == sha256.Size
+		}
+	}
+	return false
 }
 
 // snpMeasureResult is one launch shape's answer, as printed with --json.

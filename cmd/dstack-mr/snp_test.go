@@ -213,3 +213,16 @@ func TestSNPOutputsMatchSchemas(t *testing.T) {
 		}
 	}
 }
+
+func TestPinsRootfs(t *testing.T) {
+	for cmd, want := range map[string]bool{
+		"console=ttyS0 dstack.rootfs_hash=" + strings.Repeat("ab", 32): true,
+		"console=ttyS0":                                  false,
+		"dstack.rootfs_hash=abcd":                        false,
+		"dstack.rootfs_hash=" + strings.Repeat("zz", 32): false,
+	} {
+		if pinsRootfs(cmd) != want {
+			t.Errorf("%q: want %v", cmd, want)
+		}
+	}
+}
