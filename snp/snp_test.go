@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -259,3 +260,9 @@ func TestEffectiveVCPUs(t *testing.T) {
 		}
 	}
 }
+
+func readShared(t *testing.T, rel string) []byte { return testvectors.ReadShared(t, rel) }
+
+func sharedDir() (string, bool) { return testvectors.SharedDir() }
+
+func readFile(dir, rel string) ([]byte, error) { return os.ReadFile(dir + "/" + rel) }
