@@ -329,6 +329,14 @@ type AttestationOptions struct {
 	ReportOptions
 	// ExpectedOSImageHash, when set, must be the image the CVM runs (hex).
 	ExpectedOSImageHash string
+	// ExpectedApp maps mr_config keys (app_id, compose_hash, instance_id, key_provider,
+	// key_provider_id) to the values the CVM must have.
+	ExpectedApp map[string]string
+	// Image, when set, is the expected image's own document (full mode): the MEASUREMENT is
+	// predicted from it, with the vm_config's launch shape, instead of from the VM's document.
+	Image *Measurement
+	// ImageOSImageHash is the expected image's os_image_hash (full mode).
+	ImageOSImageHash string
 }
 
 // AttestationVerification is what VerifyAttestation found: the report's checks, then dstack's
@@ -402,17 +410,29 @@ func VerifyAttestation(a *Attestation, opts AttestationOptions) (*AttestationVer
 	if cfgErr != nil {
 		ok = v.check("measurement", false, "%v", cfgErr) && ok
 	} else {
-		d, err := doc.Measurement.LaunchDigest(doc.Launch)
+		predictFrom := doc.Measurement
+		if opts.Image != nil {
+			predictFrom = opts.Image
+		}
+		d, err := predictFrom.LaunchDigest(doc.Launch)
 		v.VCPUs, v.VCPUType, v.GuestFeatures = doc.Launch.VCPUs, doc.Launch.VCPUType, doc.Launch.GuestFeatures
+		measured := false
 		switch {
 		case err != nil:
 			ok = v.check("measurement", false, "launch document: %v", err) && ok
 		default:
 			v.ExpectedMeasurement = d[:]
-			ok = v.check("measurement", bytes.Equal(d[:], rv.Measurement), "MEASUREMENT %s, launch document with %d vCPU %s, guest features %#x gives %x",
+			measured = bytes.Equal(d[:], rv.Measurement)
+			ok = v.check("measurement", measured, "MEASUREMENT %s, launch document with %d vCPU %s, guest features %#x gives %x",
 				rv.Measurement, doc.Launch.VCPUs, doc.Launch.VCPUType, doc.Launch.GuestFeatures, d) && ok
 		}
-		if doc.Legacy {
+		if opts.Image != nil {
+			// Only a MEASUREMENT that matched the expected image's own document says that image
+			// is what runs.
+			if measured {
+				v.OSImageHash, v.OSImageHashSource = opts.ImageOSImageHash, "image"
+			}
+		} else if doc.Legacy {
 			v.OSImageHash, v.OSImageHashSource = vc.OSImageHash, "vm_config"
 			v.NotChecked = append(v.NotChecked, ReportCheck{Name: "os-image-hash", Detail: "legacy inline launch inputs: vm_config's os_image_hash is host-supplied, nothing binds it to the measured image"})
 		} else {
@@ -427,8 +447,20 @@ func VerifyAttestation(a *Attestation, opts AttestationOptions) (*AttestationVer
 			}
 		}
 	}
+	for _, k := range []string{"app_id", "compose_hash", "instance_id", "key_provider", "key_provider_id"} {
+		want, set := opts.ExpectedApp[k]
+		if !set {
+			continue
+		}
+		var got string
+		if v.App != nil {
+			got = map[string]string{"app_id": v.App.AppID, "compose_hash": v.App.ComposeHash, "instance_id": v.App.InstanceID,
+				"key_provider": v.App.KeyProvider, "key_provider_id": v.App.KeyProviderID}[k]
+		}
+		ok = v.check("expected-"+strings.ReplaceAll(k, "_", "-"), got != "" && strings.EqualFold(got, want), "expected %s %s, mr_config (bound by HOST_DATA) says %s", k, want, orNone(got)) && ok
+	}
 	if opts.ExpectedOSImageHash != "" {
-		bound := v.OSImageHashSource == "measurement-document"
+		bound := v.OSImageHashSource == "measurement-document" || v.OSImageHashSource == "image"
 		ok = v.check("expected-os-image-hash", bound && strings.EqualFold(opts.ExpectedOSImageHash, v.OSImageHash),
 			"expected %s, attested %s (from %s)", opts.ExpectedOSImageHash, orNone(v.OSImageHash), orNone(v.OSImageHashSource)) && ok
 	}

@@ -3,6 +3,7 @@ package snp
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -119,7 +120,8 @@ func VerifyReport(report []byte, opts ReportOptions) (*ReportVerification, error
 	if now.IsZero() {
 		now = time.Now()
 	}
-	tcb := func(t uint64) string { return fmt.Sprintf("%016x", t) }
+	// TCB_VERSION as the report's eight bytes, low first (boot loader, TEE, ..., SNP, microcode).
+	tcb := func(t uint64) string { return hex.EncodeToString(binary.LittleEndian.AppendUint64(nil, t)) }
 	v := &ReportVerification{Version: rp.GetVersion(), Policy: fmt.Sprintf("%#x", rp.GetPolicy()), VMPL: rp.GetVmpl(),
 		Measurement: rp.GetMeasurement(), HostData: rp.GetHostData(), ReportData: rp.GetReportData(), ChipID: rp.GetChipId(),
 		ReportedTCB: tcb(rp.GetReportedTcb()), CurrentTCB: tcb(rp.GetCurrentTcb()), CommittedTCB: tcb(rp.GetCommittedTcb()), LaunchTCB: tcb(rp.GetLaunchTcb())}
@@ -167,7 +169,7 @@ func VerifyReport(report []byte, opts ReportOptions) (*ReportVerification, error
 		chipOK := hex.EncodeToString(exts.HWID) == hex.EncodeToString(rp.GetChipId())
 		authentic = v.check("vcek-chip", chipOK, "VCEK hwID %s, report CHIP_ID %s", shortHex(exts.HWID), shortHex(rp.GetChipId())) && authentic
 		tcbOK := uint64(exts.TCBVersion) == rp.GetReportedTcb()
-		authentic = v.check("vcek-tcb", tcbOK, "VCEK TCB %016x, report REPORTED_TCB %016x", uint64(exts.TCBVersion), rp.GetReportedTcb()) && authentic
+		authentic = v.check("vcek-tcb", tcbOK, "VCEK TCB %s, report REPORTED_TCB %s", tcb(uint64(exts.TCBVersion)), v.ReportedTCB) && authentic
 	}
 	v.Authentic = authentic
 

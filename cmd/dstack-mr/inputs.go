@@ -284,7 +284,11 @@ func imageOptions(c *cli.Context, log *logrus.Logger) images.Options {
 
 // openImage opens IMAGE with package images, warning loudly when checksums are not verified.
 func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, error) {
-	opts := imageOptions(c, log)
+	return openImageWith(c, path, log, imageOptions(c, log))
+}
+
+// openImageWith is openImage with the options already chosen.
+func openImageWith(c *cli.Context, path string, log *logrus.Logger, opts images.Options) (*images.Image, error) {
 	if !opts.VerifyChecksums {
 		log.Warn("--no-verify-checksums: files are NOT checked against sha256sum.txt; the result may describe a tampered image")
 	}

@@ -174,7 +174,9 @@ func loadSNPSource(c *cli.Context, log *logrus.Logger) (*snpSource, error) {
 }
 
 func snpFromImage(c *cli.Context, path string, log *logrus.Logger) (*snpSource, error) {
-	img, err := openImage(c, path, log)
+	opts := imageOptions(c, log)
+	opts.SEV = true // bios-sev is read, and must be listed in sha256sum.txt
+	img, err := openImageWith(c, path, log, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -226,3 +226,53 @@ func TestPinsRootfs(t *testing.T) {
 		}
 	}
 }
+
+// verify takes dstack's SEV-SNP attestation in both forms: the verifier JSON with its embedded
+// chain, and the SCALE bytes with --vcek/--ask; exit 0 and schema-conforming JSON. A changed byte
+// of the signed report, an image other than the one running, or a wrong --app-id: exit 3.
+func TestVerifySNP(t *testing.T) {
+	js := testvectors.Shared(t, "sev-snp/sev-snp-attestation.json")
+	bin := testvectors.Shared(t, "sev-snp/sev_snp_attestation.bin")
+	vcek, ask := testvectors.Shared(t, "sev-snp/sev_snp_vcek.pem"), testvectors.Shared(t, "sev-snp/sev_snp_ask.pem")
+	const at = "2026-07-01T00:00:00Z"
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"json", []string{"--attestation", js, "--time", at, "--json"}, 0, `"verified": true`},
+		{"scale", []string{"--attestation", bin, "--vcek", vcek, "--ask", ask, "--time", at, "--app-id", "86e59625be93207bc2351c4d1bba20037cec8e16"}, 0, "VERIFIED (dstack-amd-sev-snp)"},
+		{"scale without certificates", []string{"--attestation", bin, "--time", at}, 1, "no VCEK/ASK"},
+		{"wrong app id", []string{"--attestation", js, "--time", at, "--app-id", "00"}, 3, "FAIL expected-app-id"},
+		{"other image", []string{"--attestation", js, "--time", at, snpImage(t, true)}, 3, "FAIL measurement"},
+		{"tdx flag", []string{"--attestation", js, "--memory", "4G"}, 1, "--memory does not apply to an SEV-SNP attestation"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(append([]string{"verify"}, c.args...)...)
+			if code != c.code || !strings.Contains(stdout+stderr, c.want) {
+				t.Errorf("exit %d (want %d), output lacks %q:\n%s\n%s", code, c.code, c.want, stdout, stderr)
+			}
+			if c.code != 1 && strings.Contains(strings.Join(c.args, " "), "--json") {
+				if errs := loadSchema(t, "verify-sev-snp").Validate([]byte(stdout)); len(errs) > 0 {
+					t.Errorf("schema: %s", strings.Join(errs, "\n"))
+				}
+			}
+		})
+	}
+	// A report with one flipped signed byte, in a copy of the SCALE attestation.
+	raw, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[4+0x90] ^= 1 // the report starts after the two variant bytes and its 2-byte length
+	bad := filepath.Join(t.TempDir(), "bad.bin")
+	writeTestFile(t, bad, raw)
+	code, stdout, _ := runCLI("verify", "--attestation", bad, "--vcek", vcek, "--ask", ask, "--time", at, "--json")
+	if code != 3 || !strings.Contains(stdout, `"authentic": false`) {
+		t.Errorf("flipped MEASUREMENT byte: exit %d\n%s", code, stdout)
+	}
+	if errs := loadSchema(t, "verify-sev-snp").Validate([]byte(stdout)); len(errs) > 0 {
+		t.Errorf("schema: %s", strings.Join(errs, "\n"))
+	}
+}

@@ -36,6 +36,10 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			"The quote's authenticity is checked offline as by 'quote verify' (signature, QE report,\n" +
 			"PCK chain to Intel's pinned root at --time) and is required for VERIFIED; with --collateral\n" +
 			"its TCB status must meet --tcb-policy too, without it the TCB status is listed as not checked.\n\n" +
+			"An --attestation that is dstack's SEV-SNP attestation (tee_variant dstack-amd-sev-snp) is verified\n" +
+			"instead as the README's AMD SEV-SNP section says: the report's VCEK chain to AMD's pinned root\n" +
+			"(from its cert chain, or --vcek and --ask), HOST_DATA, and the MEASUREMENT of its launch document\n" +
+			"(or of IMAGE's bios-sev) for the vm_config's vCPUs.\n\n" +
 			"Exit status: 0 verified, 3 read but not verified, 1 unreadable input or usage error.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "attestation", Category: cat, Usage: "GetQuote response JSON (quote, event_log, vm_config, report_data)"},
@@ -54,8 +58,11 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON: evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-		}, imageReadFlags()...), verifyMachineFlags()...),
+		}, imageReadFlags()...), append(verifyMachineFlags(), snpVerifyFlags()...)...),
 		Action: func(c *cli.Context) error {
+			if handled, err := verifySNPAttestation(c, log); handled {
+				return err
+			}
 			opts, err := verifyOptions(c, log)
 			if err != nil {
 				return err
