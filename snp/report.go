@@ -177,6 +177,12 @@ func VerifyReport(report []byte, opts ReportOptions) (*ReportVerification, error
 	policyOK := polErr == nil && !pol.Debug && !pol.MigrateMA
 	acceptable := v.check("guest-policy", policyOK, "policy %#x: debug %v, migration agent %v, SMT %v (dstack launches 0x30000)", rp.GetPolicy(), pol.Debug, pol.MigrateMA, pol.SMT)
 	acceptable = v.check("vmpl", rp.GetVmpl() == 0, "VMPL %d", rp.GetVmpl()) && acceptable
+	// The PSP launches nothing whose policy the platform contradicts; a report that shows such a
+	// pair is not one the firmware produced for a working launch.
+	pi, piErr := abi.ParseSnpPlatformInfo(rp.GetPlatformInfo())
+	piOK := piErr == nil && polErr == nil && (pol.SMT || !pi.SMTEnabled) && (!pol.CipherTextHidingDRAM || pi.CiphertextHidingDRAMEnabled)
+	acceptable = v.check("platform-info", piOK, "platform info %#x: SMT enabled %v (policy allows SMT %v), ciphertext hiding %v (policy requires %v)",
+		rp.GetPlatformInfo(), pi.SMTEnabled, pol.SMT, pi.CiphertextHidingDRAMEnabled, pol.CipherTextHidingDRAM) && acceptable
 	v.Acceptable = authentic && acceptable
 	return v, nil
 }
