@@ -86,6 +86,14 @@ type snpSource struct {
 	osImageHash       string
 	checksumsVerified *bool
 	warnings          []string
+	// shipped is the image's own measurement.snp.cbor as sha256sum.txt lists it, if it does.
+	shipped *shippedDocJSON
+}
+
+// shippedDocJSON compares the document an image ships with the one its files give.
+type shippedDocJSON struct {
+	SHA256  string `json:"sha256"`
+	Matches bool   `json:"matches"`
 }
 
 type snpFileJSON struct {
@@ -201,6 +209,22 @@ func snpFromImage(c *cli.Context, path string, log *logrus.Logger) (*snpSource, 
 	if err := src.build(fwName, fwBytes, img.Kernel, initrdSum, img.Cmdline); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	for _, f := range img.Checksums.Files {
+		if f.Name != snp.FileName {
+			continue
+		}
+		enc, err := snp.Encode(src.doc)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(enc)
+		ours := hex.EncodeToString(sum[:])
+		src.shipped = &shippedDocJSON{SHA256: f.Expected, Matches: strings.EqualFold(f.Expected, ours)}
+		if !src.shipped.Matches {
+			src.warnings = append(src.warnings, fmt.Sprintf("%s: the image ships one with SHA-256 %s, but its files give %s (SHA-256 %s): "+
+				"verifiers that trust the shipped document expect another MEASUREMENT than these files launch", snp.FileName, f.Expected, snp.FileName, ours))
+		}
+	}
 	return src, nil
 }
 
@@ -250,12 +274,13 @@ type snpMeasureResult struct {
 	NUMANodes     int              `json:"numa_nodes"`
 	Document      *snp.Measurement `json:"document"`
 	// DocumentSHA256 is the SHA-256 of the document's canonical encoding: its sha256sum.txt line.
-	DocumentSHA256    string        `json:"document_sha256"`
-	Inputs            snpInputsJSON `json:"inputs"`
-	OSImageHash       string        `json:"os_image_hash,omitempty"`
-	ChecksumsVerified *bool         `json:"checksums_verified,omitempty"`
-	Warnings          []string      `json:"warnings"`
-	ToolVersion       string        `json:"tool_version"`
+	DocumentSHA256    string          `json:"document_sha256"`
+	ShippedDocument   *shippedDocJSON `json:"shipped_document,omitempty"`
+	Inputs            snpInputsJSON   `json:"inputs"`
+	OSImageHash       string          `json:"os_image_hash,omitempty"`
+	ChecksumsVerified *bool           `json:"checksums_verified,omitempty"`
+	Warnings          []string        `json:"warnings"`
+	ToolVersion       string          `json:"tool_version"`
 }
 
 func measureSNP(c *cli.Context, log *logrus.Logger) error {
@@ -328,7 +353,7 @@ func measureSNP(c *cli.Context, log *logrus.Logger) error {
 		results = append(results, snpMeasureResult{
 			SchemaVersion: jsonSchemaVersion, Platform: platformSEVSNP, Measurement: hex.EncodeToString(d[:]),
 			CPU: s.cpu, VCPUs: s.vcpus, VCPUType: s.typ, VCPUSignature: fmt.Sprintf("%#x", sig), GuestFeatures: features,
-			Hugepages: hugepages, NUMANodes: nodes, Document: src.doc, DocumentSHA256: hex.EncodeToString(docSum[:]),
+			Hugepages: hugepages, NUMANodes: nodes, Document: src.doc, DocumentSHA256: hex.EncodeToString(docSum[:]), ShippedDocument: src.shipped,
 			Inputs: src.inputs, OSImageHash: src.osImageHash, ChecksumsVerified: src.checksumsVerified,
 			Warnings: warnings, ToolVersion: version,
 		})
@@ -375,7 +400,11 @@ func printSNPMeasurements(w io.Writer, results []snpMeasureResult) {
 		fmt.Fprintf(w, "firmware: %s (%d bytes)\n", f.Path, f.Size)
 	}
 	fmt.Fprintf(w, "ovmf_hash: %s\nhashes table at %#x, AP reset EIP %#x, %d SEV metadata sections\n", d.OVMFHash, d.HashesTableGPA, d.ResetEIP, len(d.OVMFSections))
-	fmt.Fprintf(w, "%s sha256: %s\n", snp.FileName, r.DocumentSHA256)
+	fmt.Fprintf(w, "%s sha256: %s", snp.FileName, r.DocumentSHA256)
+	if s := r.ShippedDocument; s != nil {
+		fmt.Fprintf(w, " (the image ships %s: %s)", map[bool]string{true: "the same", false: "ANOTHER, " + s.SHA256}[s.Matches], map[bool]string{true: "matches", false: "MISMATCH"}[s.Matches])
+	}
+	fmt.Fprintln(w)
 	if r.OSImageHash != "" || (r.ChecksumsVerified != nil && !*r.ChecksumsVerified) {
 		note := ""
 		if r.ChecksumsVerified != nil && !*r.ChecksumsVerified {
@@ -391,17 +420,18 @@ func printJSONLine(w io.Writer, v any) error {
 
 // snpDocResult is `image measurement --platform sev-snp --json`.
 type snpDocResult struct {
-	SchemaVersion int              `json:"schema_version"`
-	Platform      string           `json:"platform"`
-	Path          string           `json:"path"`
-	Size          int              `json:"size"`
-	SHA256        string           `json:"sha256"`
-	SHA256SumLine string           `json:"sha256sum_line"`
-	Document      *snp.Measurement `json:"document"`
-	Inputs        snpInputsJSON    `json:"inputs"`
-	OSImageHash   string           `json:"os_image_hash,omitempty"`
-	Warnings      []string         `json:"warnings"`
-	ToolVersion   string           `json:"tool_version"`
+	SchemaVersion   int              `json:"schema_version"`
+	Platform        string           `json:"platform"`
+	Path            string           `json:"path"`
+	Size            int              `json:"size"`
+	SHA256          string           `json:"sha256"`
+	SHA256SumLine   string           `json:"sha256sum_line"`
+	Document        *snp.Measurement `json:"document"`
+	ShippedDocument *shippedDocJSON  `json:"shipped_document,omitempty"`
+	Inputs          snpInputsJSON    `json:"inputs"`
+	OSImageHash     string           `json:"os_image_hash,omitempty"`
+	Warnings        []string         `json:"warnings"`
+	ToolVersion     string           `json:"tool_version"`
 }
 
 // imageMeasurementSNP writes the image's measurement.snp.cbor.
@@ -430,7 +460,7 @@ func imageMeasurementSNP(c *cli.Context, out string, log *logrus.Logger) error {
 	}
 	sum := sha256.Sum256(enc)
 	res := snpDocResult{SchemaVersion: jsonSchemaVersion, Platform: platformSEVSNP, Path: out, Size: len(enc), SHA256: hex.EncodeToString(sum[:]),
-		SHA256SumLine: fmt.Sprintf("%s  %s", hex.EncodeToString(sum[:]), snp.FileName), Document: src.doc, Inputs: src.inputs,
+		SHA256SumLine: fmt.Sprintf("%s  %s", hex.EncodeToString(sum[:]), snp.FileName), Document: src.doc, ShippedDocument: src.shipped, Inputs: src.inputs,
 		OSImageHash: src.osImageHash, Warnings: warnOnce(log, [][]string{src.warnings}), ToolVersion: toolVersion()}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, res)

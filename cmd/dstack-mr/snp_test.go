@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -274,5 +275,48 @@ func TestVerifySNP(t *testing.T) {
 	}
 	if errs := loadSchema(t, "verify-sev-snp").Validate([]byte(stdout)); len(errs) > 0 {
 		t.Errorf("schema: %s", strings.Join(errs, "\n"))
+	}
+}
+
+// An image that ships measurement.snp.cbor is told whether it is the document its files give.
+func TestMeasureSNPShippedDocument(t *testing.T) {
+	img := snpImage(t, true)
+	doc := filepath.Join(t.TempDir(), "m.cbor")
+	if code, _, stderr := runCLI("image", "measurement", "--platform", "sev-snp", img, "--out", doc); code != 0 {
+		t.Fatal(stderr)
+	}
+	good, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		doc     []byte
+		matches bool
+	}{{good, true}, {append(bytes.Clone(good[:len(good)-1]), 0x11), false}} {
+		writeTestFile(t, filepath.Join(img, "measurement.snp.cbor"), c.doc)
+		sums, _ := os.ReadFile(filepath.Join(img, "sha256sum.txt"))
+		lines := strings.Split(strings.TrimSpace(string(sums)), "\n")
+		var kept []string
+		for _, l := range lines {
+			if !strings.HasSuffix(l, "measurement.snp.cbor") {
+				kept = append(kept, l)
+			}
+		}
+		kept = append(kept, fmt.Sprintf("%x  measurement.snp.cbor", sha256.Sum256(c.doc)))
+		writeTestFile(t, filepath.Join(img, "sha256sum.txt"), []byte(strings.Join(kept, "\n")+"\n"))
+		code, stdout, stderr := runCLI("measure", "--platform", "sev-snp", img, "--json")
+		if code != 0 {
+			t.Fatal(stderr)
+		}
+		var out struct {
+			Shipped  *shippedDocJSON `json:"shipped_document"`
+			Warnings []string        `json:"warnings"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.Shipped == nil || out.Shipped.Matches != c.matches || (len(out.Warnings) > 0) == c.matches {
+			t.Errorf("shipped %+v, warnings %v; want matches %v", out.Shipped, out.Warnings, c.matches)
+		}
 	}
 }
