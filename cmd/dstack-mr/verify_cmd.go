@@ -73,7 +73,11 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			}
 			rep.ToolVersion, rep.SchemaVersion = toolVersion(), jsonSchemaVersion
 			if c.Bool("json") {
-				if err := printJSON(c.App.Writer, rep); err != nil {
+				// tee_variant as dstack names it, so a caller tells TDX and SEV-SNP reports apart.
+				if err := printJSON(c.App.Writer, struct {
+					TEEVariant string `json:"tee_variant"`
+					*verify.Report
+				}{"dstack-tdx", rep}); err != nil {
 					return err
 				}
 			} else {
