@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"strings"
 	"testing"
+
+	"github.com/google/go-sev-guest/abi"
+	"github.com/google/uuid"
 )
 
 func failedChecks(v *AttestationVerification) []string {
@@ -120,4 +124,28 @@ func FuzzReadAttestation(f *testing.F) {
 		a.Endorsements()
 		parseVMConfig(a.Config)
 	})
+}
+
+// The kernel's certificate table (SNP_GET_EXT_REPORT) in the cert chain gives the same VCEK and
+// ASK as the certificates themselves.
+func TestEndorsementsFromCertTable(t *testing.T) {
+	_, vcekPEM, askPEM := realReportInputs(t)
+	der := func(b []byte) []byte { blk, _ := pem.Decode(b); return blk.Bytes }
+	table := (&abi.CertTable{Entries: []abi.CertTableEntry{
+		{GUID: uuid.MustParse(guidASK), RawCert: der(askPEM)},
+		{GUID: uuid.MustParse(guidVCEK), RawCert: der(vcekPEM)},
+	}}).Marshal()
+	a := &Attestation{CertChain: [][]byte{table}}
+	vcek, ask, err := a.Endorsements()
+	if err != nil || !bytes.Equal(vcek, der(vcekPEM)) || !bytes.Equal(ask, der(askPEM)) {
+		t.Errorf("from the table: %v", err)
+	}
+	a = &Attestation{CertChain: [][]byte{askPEM, vcekPEM}}
+	vcek2, ask2, err := a.Endorsements()
+	if err != nil || !bytes.Equal(vcek2, vcek) || !bytes.Equal(ask2, ask) {
+		t.Errorf("from PEM: %v", err)
+	}
+	if _, _, err := (&Attestation{CertChain: [][]byte{[]byte("junk")}}).Endorsements(); err == nil {
+		t.Error("junk cert chain entry accepted")
+	}
 }

@@ -124,6 +124,7 @@ func TestVerifyReportRefuses(t *testing.T) {
 		{name: "measurement 0x90", edit: flipAt(0x90), failed: "report-signature"},
 		{name: "host_data 0xC0", edit: flipAt(0xC0), failed: "report-signature"},
 		{name: "signature 0x2A0", edit: flipAt(0x2A0), failed: "report-signature"},
+		{name: "chip_id 0x1A0", edit: flipAt(0x1A0), failed: "vcek-chip"},
 		{name: "policy forbids SMT on an SMT host", edit: flipAt(0x0A), failed: "platform-info"}, // POLICY bit 16
 		{name: "tampered ASK", ask: badASK, failed: "ask-signed-by-ark"},
 		{name: "ASK as VCEK", vcek: ask, failed: "vcek-signed-by-ask"},
