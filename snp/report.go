@@ -134,10 +134,15 @@ func VerifyReport(report []byte, opts ReportOptions) (*ReportVerification, error
 		v.TCBStatus = "UpToDate"
 	}
 
-	authentic := v.check("report-version", v.Version == 2 || v.Version >= 3 && v.Version <= 5, "version %d", v.Version)
+	versionOK := v.Version == 2 || v.Version == 3
+	authentic := v.check("report-version", versionOK, "version %d%s", v.Version, map[bool]string{true: "", false: ": only versions 2 and 3 are supported yet"}[versionOK])
+	signerText := "unreadable SIGNER_INFO"
 	info, err := abi.ParseSignerInfo(rp.GetSignerInfo())
+	if err == nil {
+		signerText = "signed by " + info.SigningKey.String()
+	}
 	signer := err == nil && info.SigningKey == abi.VcekReportSigner
-	authentic = v.check("signing-key", signer, "signed by %s (dstack accepts VCEK only)", map[bool]string{true: "VCEK", false: fmt.Sprint(info.SigningKey)}[signer]) && authentic
+	authentic = v.check("signing-key", signer, "%s (dstack accepts VCEK only)", signerText) && authentic
 
 	// The product line names the root: from the report's CPUID fields (version 3 on), else from
 	// the VCEK's product name extension.
