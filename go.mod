@@ -5,7 +5,9 @@ go 1.26
 require (
 	github.com/cavaliergopher/cpio v1.0.1
 	github.com/fxamacker/cbor/v2 v2.10.0
+	github.com/google/go-sev-guest v0.15.0
 	github.com/google/go-tdx-guest v0.3.2-0.20260305110651-91f9a52f36c7
+	github.com/google/uuid v1.6.0
 	github.com/klauspost/compress v1.20.4
 	github.com/sirupsen/logrus v1.10.2
 	github.com/ulikunitz/xz v0.5.17

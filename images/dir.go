@@ -51,7 +51,14 @@ func openDir(dir, metaPath string, opts Options) (*Image, error) {
 		}
 		what := fmt.Sprintf("%s field %q (%q)", MetadataFileName, f.field, f.name)
 		switch f.role {
-		case RoleFirmware, RoleKernel:
+		case RoleFirmware, RoleKernel, RoleFirmwareSEV:
+			if f.role == RoleFirmwareSEV && !opts.SEV {
+				// Not measured: only its size unless sha256sum.txt lists it.
+				if err := statDirMember(root, f.name, what, members); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			m, err := readDirMember(root, f.name, what, opts.MaxBufferBytes)
 			if err != nil {
 				return nil, err
@@ -75,24 +82,16 @@ func openDir(dir, metaPath string, opts Options) (*Image, error) {
 				return openRegular(r, name, what)
 			}
 		default:
-			// Big or unmeasured files (rootfs, hda, SEV firmware): only their size unless
-			// sha256sum.txt lists them; a rootfs-free bundle may lack them.
-			st, err := root.Stat(f.name)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
+			// Big or unmeasured files (rootfs, hda): only their size unless sha256sum.txt lists
+			// them; a rootfs-free bundle may lack them.
+			if err := statDirMember(root, f.name, what, members); err != nil {
+				return nil, err
 			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", what, err)
-			}
-			if !st.Mode().IsRegular() {
-				return nil, fmt.Errorf("%s: %w", what, errNotRegular)
-			}
-			members[f.name] = &member{name: f.name, size: st.Size()}
 		}
 	}
 	// The measurement document is what verifiers of a lite CVM are given: read it whether or
 	// not sha256sum.txt lists it, so that an unlisted one is noticed.
-	for _, name := range []string{sha256SumName, digestName, MeasurementDocName} {
+	for _, name := range []string{sha256SumName, digestName, MeasurementDocName, SNPMeasurementDocName} {
 		if members[name] != nil {
 			continue
 		}
@@ -132,6 +131,22 @@ func openDir(dir, metaPath string, opts Options) (*Image, error) {
 	}
 	out.openInitrd = img.openInitrd
 	return out, nil
+}
+
+// statDirMember records the size of an unmeasured file, if present.
+func statDirMember(root *os.Root, name, what string, members map[string]*member) error {
+	st, err := root.Stat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w", what, errNotRegular)
+	}
+	members[name] = &member{name: name, size: st.Size()}
+	return nil
 }
 
 // openRegular opens name inside root, refusing anything but a regular file.

@@ -19,7 +19,10 @@ type Image struct {
 	Source   string   // the path the user gave
 	Metadata Metadata // the image's metadata.json (synthesised by OpenRaw)
 	Firmware []byte   // whole OVMF/TDVF image
-	Kernel   []byte   // whole bzImage
+	// FirmwareSEV is the whole bios-sev image (AmdSev OVMF), nil when metadata.json names none
+	// or the file is absent.
+	FirmwareSEV []byte
+	Kernel      []byte // whole bzImage
 	// Initrd is nil when the image has no initrd. Only its digests are kept: TDVF
 	// measures the initrd as one blob.
 	Initrd  *StreamDigest
@@ -48,13 +51,16 @@ type StreamDigest struct {
 type Role string
 
 const (
-	RoleFirmware  Role = "firmware"
-	RoleKernel    Role = "kernel"
-	RoleInitrd    Role = "initrd"
-	RoleRootfs    Role = "rootfs"
-	RoleMetadata  Role = "metadata"
-	RoleChecksums Role = "checksums"
-	// RoleMeasurement is the lite measurement document (measurement.tdx.cbor) verifiers are given.
+	RoleFirmware Role = "firmware"
+	// RoleFirmwareSEV is the AMD SEV firmware (bios-sev) unified images carry beside the TDX one.
+	RoleFirmwareSEV Role = "firmware-sev"
+	RoleKernel      Role = "kernel"
+	RoleInitrd      Role = "initrd"
+	RoleRootfs      Role = "rootfs"
+	RoleMetadata    Role = "metadata"
+	RoleChecksums   Role = "checksums"
+	// RoleMeasurement is a measurement document (measurement.tdx.cbor, measurement.snp.cbor)
+	// verifiers are given.
 	RoleMeasurement Role = "measurement"
 	RoleOther       Role = "other"
 )
@@ -84,6 +90,9 @@ type Options struct {
 	// ("ok" or "mismatch", with the problems) without failing: inspecting an image says what
 	// its checksums say. VerifyChecksums and RequireChecksums must then be false.
 	ChecksumsReportOnly bool
+	// SEV says the caller measures the SEV-SNP launch: with RequireChecksums, sha256sum.txt
+	// must also list bios-sev, and metadata.json must name one that is present.
+	SEV bool
 	// ExtractDir, when set, receives every member of a release tarball (without its
 	// top-level folder). It must not exist or be empty; nothing is left there if Open
 	// fails.
@@ -258,7 +267,7 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 		m := members[f.name]
 		if m == nil {
 			// A rootfs-free bundle (mr_<digest>.tar.gz) still names its rootfs.
-			if f.role == RoleRootfs || f.role == RoleOther {
+			if f.role == RoleRootfs || f.role == RoleOther || (f.role == RoleFirmwareSEV && !opts.SEV) {
 				continue
 			}
 			return nil, fmt.Errorf("%s field %q names %q, which is not in %s", MetadataFileName, f.field, f.name, where)
@@ -267,13 +276,19 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 			roles[f.name] = f.role
 		}
 		switch f.role {
-		case RoleFirmware, RoleKernel:
+		case RoleFirmware, RoleKernel, RoleFirmwareSEV:
+			if f.role == RoleFirmwareSEV && !opts.SEV {
+				break // not measured, not kept
+			}
 			if !m.kept {
 				return nil, fmt.Errorf("%s %q (%d bytes) is larger than the %d-byte buffer limit", f.field, f.name, m.size, opts.MaxBufferBytes)
 			}
-			if f.role == RoleFirmware {
+			switch f.role {
+			case RoleFirmware:
 				img.Firmware = m.data
-			} else {
+			case RoleFirmwareSEV:
+				img.FirmwareSEV = m.data
+			default:
 				img.Kernel = m.data
 			}
 		case RoleInitrd:
@@ -298,7 +313,7 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 			roles[name] = RoleMetadata
 		case sha256SumName, digestName, "md5sum.txt":
 			roles[name] = RoleChecksums
-		case MeasurementDocName:
+		case MeasurementDocName, SNPMeasurementDocName:
 			roles[name] = RoleMeasurement
 		default:
 			if isRootfsName(name) {
@@ -323,7 +338,7 @@ func assemble(source string, meta Metadata, members map[string]*member, inArchiv
 		return nil, err
 	}
 	if opts.RequireChecksums {
-		if err := checksumsComplete(rep, members, roles); err != nil {
+		if err := checksumsComplete(rep, members, roles, opts.SEV); err != nil {
 			return nil, err
 		}
 	}
@@ -357,8 +372,12 @@ func digestBytes(b []byte) StreamDigest {
 // MeasurementDocName is the lite measurement document a release may carry.
 const MeasurementDocName = "measurement.tdx.cbor"
 
-// checksumsComplete requires sha256sum.txt to exist and to list every measured file.
-func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map[string]Role) error {
+// SNPMeasurementDocName is the SEV-SNP measurement document a unified release may carry.
+const SNPMeasurementDocName = "measurement.snp.cbor"
+
+// checksumsComplete requires sha256sum.txt to exist and to list every measured file (bios-sev
+// too when sev is set).
+func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map[string]Role, sev bool) error {
 	if rep.Status == StatusAbsent {
 		return fmt.Errorf("no %s: the image's files cannot be checked and it has no os_image_hash (give --no-verify-checksums to measure it anyway)", sha256SumName)
 	}
@@ -370,6 +389,10 @@ func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map
 	for name := range members {
 		switch roles[name] {
 		case RoleFirmware, RoleKernel, RoleInitrd, RoleMetadata:
+		case RoleFirmwareSEV:
+			if !sev {
+				continue
+			}
 		default:
 			continue
 		}
@@ -381,9 +404,11 @@ func checksumsComplete(rep ChecksumReport, members map[string]*member, roles map
 		sort.Strings(missing)
 		return fmt.Errorf("%s does not list %s, which the measurement depends on (give --no-verify-checksums to measure it anyway)", sha256SumName, strings.Join(missing, ", "))
 	}
-	if members[MeasurementDocName] != nil && !listed[MeasurementDocName] {
-		return fmt.Errorf("%s is present but %s does not list it, so a verifier given this document cannot bind it to the image's os_image_hash; "+
-			"list it (and regenerate %s) or remove it (give --no-verify-checksums to measure anyway)", MeasurementDocName, sha256SumName, digestName)
+	for _, doc := range []string{MeasurementDocName, SNPMeasurementDocName} {
+		if members[doc] != nil && !listed[doc] {
+			return fmt.Errorf("%s is present but %s does not list it, so a verifier given this document cannot bind it to the image's os_image_hash; "+
+				"list it (and regenerate %s) or remove it (give --no-verify-checksums to measure anyway)", doc, sha256SumName, digestName)
+		}
 	}
 	return nil
 }

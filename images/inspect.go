@@ -124,10 +124,12 @@ func (img *Image) Inspect() *Inspection {
 			in.Notes = append(in.Notes, "initramfs not listed: too large to keep while streaming the archive")
 		}
 	}
-	if img.hasFile(MeasurementDocName) && img.Checksums.OSImageHash != "" && !img.listsFile(MeasurementDocName) {
-		in.Notes = append(in.Notes, fmt.Sprintf("%s (the measurement document verifiers will be given) is not listed in %s: "+
-			"no verifier can bind it to os_image_hash, and measure refuses the image until it is listed (and %s regenerated) or removed",
-			MeasurementDocName, sha256SumName, digestName))
+	for _, doc := range []string{MeasurementDocName, SNPMeasurementDocName} {
+		if img.hasFile(doc) && img.Checksums.OSImageHash != "" && !img.listsFile(doc) {
+			in.Notes = append(in.Notes, fmt.Sprintf("%s (the measurement document verifiers will be given) is not listed in %s: "+
+				"no verifier can bind it to os_image_hash, and measure refuses the image until it is listed (and %s regenerated) or removed",
+				doc, sha256SumName, digestName))
+		}
 	}
 	if img.Metadata.Rootfs != "" && !img.hasFile(img.Metadata.Rootfs) {
 		in.Notes = append(in.Notes, fmt.Sprintf("rootfs %q is not present (rootfs-free bundle)", img.Metadata.Rootfs))

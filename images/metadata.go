@@ -201,7 +201,7 @@ func (m *Metadata) fileFields() []namedFile {
 	add("initrd", m.Initrd, RoleInitrd)
 	add("rootfs", m.Rootfs, RoleRootfs)
 	add("hda", m.Hda, RoleRootfs)
-	add("bios-sev", m.BiosSEV, RoleOther)
+	add("bios-sev", m.BiosSEV, RoleFirmwareSEV)
 	return out
 }
 

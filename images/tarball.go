@@ -331,7 +331,10 @@ func (rr *releaseReader) plan(name string, size int64) (keep, want384 bool, err 
 				continue
 			}
 			switch f.role {
-			case RoleFirmware, RoleKernel:
+			case RoleFirmware, RoleKernel, RoleFirmwareSEV:
+				if f.role == RoleFirmwareSEV && !rr.opts.SEV {
+					return false, false, nil
+				}
 				if size > limit {
 					return false, false, fmt.Errorf("%s %q: %d bytes, over the %d-byte buffer limit", f.field, name, size, limit)
 				}
@@ -358,6 +361,8 @@ func (rr *releaseReader) releaseUnneeded() {
 		switch f.role {
 		case RoleFirmware, RoleKernel, RoleInitrd:
 			needed[f.name] = true
+		case RoleFirmwareSEV:
+			needed[f.name] = rr.opts.SEV
 		}
 	}
 	for name, m := range rr.members {

@@ -14,6 +14,9 @@ import (
 type Report struct {
 	// SchemaVersion of the JSON form (schemas/verify.schema.json); set by the caller.
 	SchemaVersion int `json:"schema_version,omitempty"`
+	// TEEVariant is dstack's name for the platform ("dstack-tdx"), so a caller tells TDX and
+	// SEV-SNP reports apart (schemas/verify-sev-snp.schema.json for the latter).
+	TEEVariant string `json:"tee_variant"`
 	// Verified is true only when every check ran and passed (the quote's authenticity among
 	// them) and nothing required was left unchecked. The TCB status, which needs Intel's
 	// collateral, is listed as not checked but not required. The "policy" check (Options.Policy)

@@ -124,7 +124,7 @@ func Verify(opts Options) (*Report, error) {
 		}
 	}
 
-	r := &Report{Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}, Warnings: []string{}}
+	r := &Report{TEEVariant: "dstack-tdx", Mode: "none", Registers: map[string]*Register{}, App: &AppInfo{}, VMConfig: vm, Checks: []Check{}, NotChecked: []NotChecked{}, Warnings: []string{}}
 	r.InputForm = in.form
 	if in.infoRegisters != nil {
 		r.skip("quote", true, "no quote: the registers come from the guest agent's Info (tcb_info), which is the CVM's unsigned word; "+

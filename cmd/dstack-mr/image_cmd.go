@@ -66,7 +66,7 @@ func imageCommand(log *logrus.Logger) *cli.Command {
 func imageMeasurementCommand(log *logrus.Logger) *cli.Command {
 	return &cli.Command{
 		Name:      "measurement",
-		Usage:     "write the image's lite measurement document (measurement.tdx.cbor)",
+		Usage:     "write the image's lite measurement document (measurement.tdx.cbor, or measurement.snp.cbor with --platform sev-snp)",
 		ArgsUsage: "IMAGE",
 		Description: "Computes measurement.tdx.cbor for IMAGE (metadata.json, image directory or release tarball):\n" +
 			"the image-static inputs of MRTD and RTMR0-2 (both MRTD page orders, the TD HOB witness of the\n" +
@@ -75,9 +75,14 @@ func imageMeasurementCommand(log *logrus.Logger) *cli.Command {
 			"so os_image_hash covers it. The encoding is canonical and byte-identical to upstream dstack's.\n\n" +
 			"The kernel digest is the shipped file's for a normalized kernel (kernel_header_normalized),\n" +
 			"else the kernel as QEMU patches it for RAM >= 0xB0000000 (or exactly 2 GiB). The firmware must\n" +
-			"be of the pre202505 generation the document's RTMR0 model names; others are refused.",
+			"be of the pre202505 generation the document's RTMR0 model names; others are refused.\n\n" +
+			"--platform sev-snp writes measurement.snp.cbor (dstack's SevOsImageMeasurement, version 3) instead:\n" +
+			"the launch digest of the image's bios-sev (ovmf_hash), its SEV metadata sections, hashes table GPA\n" +
+			"and AP reset EIP, the SHA-256 of the kernel and initrd, and the command line; sha256sum.txt must\n" +
+			"list bios-sev.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Required: true, Usage: "file to write the document to (must not exist)"},
+			platformFlag(),
 			&cli.IntFlag{Name: "format-version", Value: 4, Usage: "document schema: 4 (current: plain cmdline, normalized flag) or 3 (0.6.0 release candidates: cmdline_sha384)"},
 			&cli.BoolFlag{Name: "sha256sum-line", Usage: "also print the line to add to sha256sum.txt"},
 			&cli.BoolFlag{Name: "kernel-header-normalized", DefaultText: "from metadata.json", Usage: "must agree with metadata.json kernel_header_normalized when given"},
@@ -88,13 +93,20 @@ func imageMeasurementCommand(log *logrus.Logger) *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("image measurement takes one IMAGE (got %d arguments)", c.NArg())
 			}
-			v := c.Int("format-version")
-			if v != 3 && v != 4 {
-				return fmt.Errorf("--format-version %d: want 3 or 4", v)
+			platform, err := selectedPlatform(c)
+			if err != nil {
+				return err
 			}
 			out := c.String("out")
 			if _, err := os.Lstat(out); err == nil {
 				return fmt.Errorf("--out %s exists: remove it or choose another name", out)
+			}
+			if platform == platformSEVSNP {
+				return imageMeasurementSNP(c, out, log)
+			}
+			v := c.Int("format-version")
+			if v != 3 && v != 4 {
+				return fmt.Errorf("--format-version %d: want 3 or 4", v)
 			}
 			// Only the measurement's inputs: the document reports no file digests.
 			img, err := openMeasuredImage(c, c.Args().First(), log)

@@ -274,7 +274,8 @@ func imageOptions(c *cli.Context, log *logrus.Logger) images.Options {
 	// Whatever publishes or checks a value needs the image tied to its sha256sum.txt;
 	// inspecting an image only reports what its checksums say.
 	inspect := c.Command != nil && c.Command.Name == "inspect"
-	opts := images.Options{VerifyChecksums: verify && !inspect, RequireChecksums: verify && !inspect, ChecksumsReportOnly: verify && inspect, ExtractDir: c.String("extract")}
+	opts := images.Options{VerifyChecksums: verify && !inspect, RequireChecksums: verify && !inspect, ChecksumsReportOnly: verify && inspect,
+		ExtractDir: c.String("extract"), SEV: c.String("platform") == platformSEVSNP}
 	if isTerminal(os.Stderr) && log.IsLevelEnabled(logrus.WarnLevel) {
 		opts.Progress = os.Stderr
 	}
@@ -283,7 +284,11 @@ func imageOptions(c *cli.Context, log *logrus.Logger) images.Options {
 
 // openImage opens IMAGE with package images, warning loudly when checksums are not verified.
 func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, error) {
-	opts := imageOptions(c, log)
+	return openImageWith(c, path, log, imageOptions(c, log))
+}
+
+// openImageWith is openImage with the options already chosen.
+func openImageWith(c *cli.Context, path string, log *logrus.Logger, opts images.Options) (*images.Image, error) {
 	unchecked := !opts.VerifyChecksums && !opts.ChecksumsReportOnly
 	if unchecked {
 		log.Warn("--no-verify-checksums: files are NOT checked against sha256sum.txt; the result may describe a tampered image")

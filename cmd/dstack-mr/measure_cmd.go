@@ -16,19 +16,30 @@ import (
 func measureCommand(log *logrus.Logger) *cli.Command {
 	return &cli.Command{
 		Name:      "measure",
-		Usage:     "compute MRTD and RTMR0-2 for an image and VM shape",
+		Usage:     "compute MRTD and RTMR0-2 (or, with --platform sev-snp, the SEV-SNP launch MEASUREMENT) for an image and VM shape",
 		ArgsUsage: "[IMAGE]",
 		Description: "IMAGE is a dstack metadata.json, a directory holding one, or a release tarball\n" +
 			"(.tar.gz, .tgz, .tar, .tar.zst). Without IMAGE, give the boot components with\n" +
 			"--firmware, --kernel, --initrd and --cmdline.\n\n" +
 			"--cpu and --memory take comma-separated lists; every combination is measured, with the\n" +
 			"per-image work (firmware parsing, kernel and initrd hashing) done once. A single shape\n" +
-			"prints one JSON object, several print an array.",
-		Flags: append(append(imageFlags(), machineFlags()...),
+			"prints one JSON object, several print an array.\n\n" +
+			"--platform sev-snp computes the AMD SEV-SNP launch MEASUREMENT instead, from the image's bios-sev\n" +
+			"(an AmdSev OVMF), kernel, initrd and command line, or from --measurement measurement.snp.cbor, for\n" +
+			"each --cpu and --vcpu-type; it depends on no other VM shape flag but --hugepages and --numa-nodes\n" +
+			"(dstack-vmm rounds a hugepages VM's vCPUs up to a multiple of its NUMA nodes).",
+		Flags: append(append(append(append(imageFlags(), machineFlags()...), platformFlag()), snpMeasureFlags()...),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON: registers, event log and input digests (one shape: an object; several: an array)"},
 			&cli.BoolFlag{Name: "json-lines", Usage: "print one JSON object per shape, one per line (for batches)"},
 		),
 		Action: func(c *cli.Context) error {
+			platform, err := selectedPlatform(c)
+			if err != nil {
+				return err
+			}
+			if platform == platformSEVSNP {
+				return measureSNP(c, log)
+			}
 			shapes, err := machineShapes(c)
 			if err != nil {
 				return err

@@ -45,6 +45,10 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			"it is. A NEAR AI cloud report holds several CVMs (gateway, model[N], model[N].compose-manager):\n" +
 			"each is verified and reported in turn (--json: {\"cvms\": [{\"name\", \"report\"}, ...]}), the\n" +
 			"exit status is the worst of them; --cvm picks one, reported as a single attestation.\n\n" +
+			"An --attestation that is dstack's SEV-SNP attestation (tee_variant dstack-amd-sev-snp) is verified\n" +
+			"instead as the README's AMD SEV-SNP section says: the report's VCEK chain to AMD's pinned root\n" +
+			"(from its cert chain, or --vcek and --ask), HOST_DATA, and the MEASUREMENT of its launch document\n" +
+			"(or of IMAGE's bios-sev) for the vm_config's vCPUs.\n\n" +
 			"Exit status: 0 verified (and allowed by --policy), 3 read but not verified or denied, 1\n" +
 			"unreadable input or usage error.",
 		Flags: append(append([]cli.Flag{
@@ -67,8 +71,11 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.StringFlag{Name: "collateral", Category: cat, Usage: "dcap-qvl QuoteCollateralV3 JSON (or a NEAR MPC public_data.json, which carries it): evaluate the quote's TCB status (as quote verify does)"},
 			&cli.StringFlag{Name: "tcb-policy", Category: cat, Value: "default", Usage: "acceptable TCB statuses with --collateral: default, strict, or a comma-separated list"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-		}, append(policyFlags(cat), imageReadFlags()...)...), verifyMachineFlags()...),
+		}, append(policyFlags(cat), imageReadFlags()...)...), append(verifyMachineFlags(), snpVerifyFlags()...)...),
 		Action: func(c *cli.Context) error {
+			if handled, err := verifySNPAttestation(c, log); handled {
+				return err
+			}
 			opts, err := verifyOptions(c, log)
 			if err != nil {
 				return err
