@@ -29,42 +29,46 @@ const (
 	lzmaDictMin            = 1 << 12
 )
 
+// lzmaProb is a bit probability (11 bits); 32 bits wide so that the hot bit decoder needs no
+// conversions and stays small enough to inline.
+type lzmaProb = uint32
+
 var errLZMACorrupt = errors.New("corrupt LZMA data")
 
+// lzmaInputPad is how many zero bytes follow the compressed data in the decoder's copy of
+// it: one main-loop step reads at most about 64 bytes, and the loop checks the position
+// against the real end at every step, so normalizing never needs a bounds test of its own.
+// Reading the padding is what the reference decoder's "input ends early" is.
+const lzmaInputPad = 256
+
 type lzmaRange struct {
-	src        []byte
+	src        []byte // the compressed data followed by lzmaInputPad zero bytes
+	end        int    // length of the real compressed data
 	pos        int
 	rng, code  uint32
 	overrunErr bool
 }
 
-func (r *lzmaRange) init(src []byte) error {
-	if len(src) < 5 || src[0] != 0 {
+func (r *lzmaRange) init(data []byte) error {
+	if len(data) < 5 || data[0] != 0 {
 		return fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
 	}
-	r.src, r.pos, r.rng = src, 5, 0xFFFFFFFF
-	r.code = binary.BigEndian.Uint32(src[1:5])
+	r.src = make([]byte, len(data)+lzmaInputPad)
+	copy(r.src, data)
+	r.end, r.pos, r.rng = len(data), 5, 0xFFFFFFFF
+	r.code = binary.BigEndian.Uint32(data[1:5])
 	if r.code == r.rng {
 		return fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
 	}
 	return nil
 }
 
-// next returns the next input byte; past the end it returns 0 and records the overrun, which
-// the caller turns into an error (a valid stream never needs bytes it does not have).
-func (r *lzmaRange) next() uint32 {
-	if r.pos >= len(r.src) {
-		r.overrunErr = true
-		return 0
-	}
-	b := r.src[r.pos]
-	r.pos++
-	return uint32(b)
-}
+// overrun reports whether the decoder has read past the compressed data.
+func (r *lzmaRange) overrun() bool { return r.pos > r.end || r.overrunErr }
 
-func (r *lzmaRange) bit(p *uint16) uint32 {
-	bound := (r.rng >> lzmaNumBitModelTotalBits) * uint32(*p)
-	var b uint32
+// bit decodes one bit with probability *p. Small enough to be inlined in the decode loop.
+func (r *lzmaRange) bit(p *lzmaProb) (b uint32) {
+	bound := (r.rng >> lzmaNumBitModelTotalBits) * *p
 	if r.code < bound {
 		r.rng = bound
 		*p += (lzmaBitModelTotal - *p) >> lzmaNumMoveBits
@@ -76,7 +80,8 @@ func (r *lzmaRange) bit(p *uint16) uint32 {
 	}
 	if r.rng < 1<<24 {
 		r.rng <<= 8
-		r.code = r.code<<8 | r.next()
+		r.code = r.code<<8 | uint32(r.src[r.pos])
+		r.pos++
 	}
 	return b
 }
@@ -94,13 +99,14 @@ func (r *lzmaRange) direct(n uint) uint32 {
 		res = res<<1 + t + 1
 		if r.rng < 1<<24 {
 			r.rng <<= 8
-			r.code = r.code<<8 | r.next()
+			r.code = r.code<<8 | uint32(r.src[r.pos])
+			r.pos++
 		}
 	}
 	return res
 }
 
-func (r *lzmaRange) tree(probs []uint16, bits uint) uint32 {
+func (r *lzmaRange) tree(probs []lzmaProb, bits uint) uint32 {
 	m := uint32(1)
 	for i := uint(0); i < bits; i++ {
 		m = m<<1 + r.bit(&probs[m])
@@ -108,7 +114,7 @@ func (r *lzmaRange) tree(probs []uint16, bits uint) uint32 {
 	return m - 1<<bits
 }
 
-func (r *lzmaRange) reverseTree(probs []uint16, bits uint) uint32 {
+func (r *lzmaRange) reverseTree(probs []lzmaProb, bits uint) uint32 {
 	m, sym := uint32(1), uint32(0)
 	for i := uint(0); i < bits; i++ {
 		b := r.bit(&probs[m])
@@ -119,9 +125,9 @@ func (r *lzmaRange) reverseTree(probs []uint16, bits uint) uint32 {
 }
 
 type lzmaLen struct {
-	choice, choice2 uint16
-	low, mid        [1 << lzmaNumPosBitsMax][1 << 3]uint16
-	high            [1 << 8]uint16
+	choice, choice2 lzmaProb
+	low, mid        [1 << lzmaNumPosBitsMax][1 << 3]lzmaProb
+	high            [1 << 8]lzmaProb
 }
 
 func (l *lzmaLen) init() {
@@ -171,25 +177,26 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 		return nil, err
 	}
 
-	out := make([]byte, want)
+	// 8 bytes of slack for the word-at-a-time match copy.
+	out := make([]byte, want+8)[: want : want+8]
 	var (
-		literal     = make([]uint16, 0x300<<(lc+lp))
-		isMatch     [lzmaNumStates << lzmaNumPosBitsMax]uint16
-		isRep       [lzmaNumStates]uint16
-		isRepG0     [lzmaNumStates]uint16
-		isRepG1     [lzmaNumStates]uint16
-		isRepG2     [lzmaNumStates]uint16
-		isRep0Long  [lzmaNumStates << lzmaNumPosBitsMax]uint16
-		posSlot     [lzmaNumLenToPosStates][1 << 6]uint16
-		posDecoders [1 + lzmaNumFullDistances - lzmaEndPosModelIndex]uint16
-		align       [1 << lzmaNumAlignBits]uint16
+		literal     = make([]lzmaProb, 0x300<<(lc+lp))
+		isMatch     [lzmaNumStates << lzmaNumPosBitsMax]lzmaProb
+		isRep       [lzmaNumStates]lzmaProb
+		isRepG0     [lzmaNumStates]lzmaProb
+		isRepG1     [lzmaNumStates]lzmaProb
+		isRepG2     [lzmaNumStates]lzmaProb
+		isRep0Long  [lzmaNumStates << lzmaNumPosBitsMax]lzmaProb
+		posSlot     [lzmaNumLenToPosStates][1 << 6]lzmaProb
+		posDecoders [1 + lzmaNumFullDistances - lzmaEndPosModelIndex]lzmaProb
+		align       [1 << lzmaNumAlignBits]lzmaProb
 		lenDec      lzmaLen
 		repLenDec   lzmaLen
 	)
 	for i := range literal {
 		literal[i] = lzmaProbInit
 	}
-	for _, ps := range [][]uint16{isMatch[:], isRep[:], isRepG0[:], isRepG1[:], isRepG2[:], isRep0Long[:], posDecoders[:], align[:]} {
+	for _, ps := range [][]lzmaProb{isMatch[:], isRep[:], isRepG0[:], isRepG1[:], isRepG2[:], isRep0Long[:], posDecoders[:], align[:]} {
 		for i := range ps {
 			ps[i] = lzmaProbInit
 		}
@@ -206,13 +213,19 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 	var state, rep0, rep1, rep2, rep3 uint32
 	pos := 0
 	for pos < want {
+		if r.overrun() {
+			break
+		}
 		posState := uint32(pos) & pbMask
 		if r.bit(&isMatch[state<<lzmaNumPosBitsMax+posState]) == 0 {
 			var prev uint32
 			if pos > 0 {
 				prev = uint32(out[pos-1])
 			}
-			probs := literal[0x300*(((uint32(pos)&lpMask)<<lc)+prev>>(8-lc)):]
+			probs := literal[0x300*(((uint32(pos)&lpMask)<<lc)+prev>>(8-lc)):][:0x300]
+			// The literal's bits are most of the decoding work: the range coder runs on
+			// local copies here (the same arithmetic as bit), kept in registers.
+			rng, code, ip, in := r.rng, r.code, r.pos, r.src
 			sym := uint32(1)
 			if state >= 7 {
 				if uint32(pos) <= rep0 {
@@ -222,7 +235,24 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 				for sym < 0x100 {
 					mbit := (match >> 7) & 1
 					match <<= 1
-					b := r.bit(&probs[((1+mbit)<<8)+sym])
+					p := &probs[((1+mbit)<<8)+sym]
+					v := *p
+					bound := (rng >> lzmaNumBitModelTotalBits) * v
+					b := uint32(0)
+					if code < bound {
+						rng = bound
+						*p = v + (lzmaBitModelTotal-v)>>lzmaNumMoveBits
+					} else {
+						rng -= bound
+						code -= bound
+						*p = v - v>>lzmaNumMoveBits
+						b = 1
+					}
+					if rng < 1<<24 {
+						rng <<= 8
+						code = code<<8 | uint32(in[ip])
+						ip++
+					}
 					sym = sym<<1 | b
 					if mbit != b {
 						break
@@ -230,8 +260,26 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 				}
 			}
 			for sym < 0x100 {
-				sym = sym<<1 | r.bit(&probs[sym])
+				p := &probs[sym]
+				v := *p
+				bound := (rng >> lzmaNumBitModelTotalBits) * v
+				if code < bound {
+					rng = bound
+					*p = v + (lzmaBitModelTotal-v)>>lzmaNumMoveBits
+					sym <<= 1
+				} else {
+					rng -= bound
+					code -= bound
+					*p = v - v>>lzmaNumMoveBits
+					sym = sym<<1 | 1
+				}
+				if rng < 1<<24 {
+					rng <<= 8
+					code = code<<8 | uint32(in[ip])
+					ip++
+				}
 			}
+			r.rng, r.code, r.pos = rng, code, ip
 			out[pos] = byte(sym)
 			pos++
 			switch {
@@ -316,22 +364,32 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 		}
 		from := pos - int(rep0) - 1
 		end := min(pos+length, want)
-		// Overlapping copies (distance shorter than the length) repeat the last bytes: byte
-		// by byte is exactly that.
-		if from+(end-pos) <= pos {
-			copy(out[pos:end], out[from:])
+		// An overlapping copy (distance shorter than the length) repeats the last rep0+1
+		// bytes; copying the pattern written so far doubles it each round (runs of erased
+		// flash, 0xFF at distance 1, are much of a firmware volume).
+		switch dist := pos - from; {
+		case dist >= 8:
+			// Eight bytes at a time: each word read lies wholly before the write position,
+			// so it holds final bytes. The last word may write up to 7 bytes past end, into
+			// what later steps (or the slack after want) overwrite.
+			for ; pos < end; pos, from = pos+8, from+8 {
+				binary.LittleEndian.PutUint64(out[pos:pos+8], binary.LittleEndian.Uint64(out[from:from+8]))
+			}
 			pos = end
-		} else {
-			for ; pos < end; pos++ {
+		case end-pos <= 16:
+			for ; pos < end; pos, from = pos+1, from+1 {
 				out[pos] = out[from]
-				from++
+			}
+		default:
+			// A long overlapping copy repeats the last dist bytes: copying the pattern
+			// written so far doubles it each round (runs of erased flash, 0xFF at distance
+			// 1, are much of a firmware volume).
+			for pos < end {
+				pos += copy(out[pos:end], out[from:pos])
 			}
 		}
-		if r.overrunErr {
-			break
-		}
 	}
-	if r.overrunErr {
+	if r.overrun() {
 		return nil, fmt.Errorf("%w: compressed data ends early", errLZMACorrupt)
 	}
 	return out, nil
