@@ -51,7 +51,17 @@ type loadedImage struct {
 	// pendingDescribe, when set, delivers the raw firmware's and kernel's reported digests,
 	// computed alongside the firmware decode rather than before it.
 	pendingDescribe chan [2]fileJSON
+	// initrdSize is the initrd's size as stat reported it (raw mode), for prefetching the
+	// patched kernel's digest before the initrd is hashed.
+	initrdSize int64
+	// prefetch are the machines about to be measured: their MRTD and kernel digests are
+	// computed while the initrd is still being hashed.
+	prefetch []mr.Machine
 }
+
+// maxPrefetch bounds how many shapes of a batch are prefetched: the rest are measured as
+// before, once the image is ready.
+const maxPrefetch = 16
 
 type initrdResult struct {
 	digest *mr.InitrdDigest
@@ -59,26 +69,34 @@ type initrdResult struct {
 	err    error
 }
 
-// prepare parses the firmware while the initrd, if still being hashed, finishes.
+// prepare parses the firmware while the initrd, if still being hashed, finishes. The
+// firmware decode, the MRTD and the kernel digests the shapes need all start before waiting
+// for the initrd, so that they run on the other core.
 func (li *loadedImage) prepare() (*mr.Image, error) {
-	type parsed struct {
-		fw  *mr.Firmware
-		err error
-	}
-	fwc := make(chan parsed, 1)
-	go func() {
-		fw, err := mr.ParseFirmware(li.inputs.Firmware)
-		if err == nil {
-			err = fw.DeriveEvents()
-		}
-		fwc <- parsed{fw, err}
-	}()
+	fw, ferr := mr.ParseFirmware(li.inputs.Firmware)
 	kernel, kerr := mr.PrepareKernel(li.inputs.Kernel)
+	derived := make(chan error, 1)
+	if ferr == nil {
+		go func() { derived <- fw.DeriveEvents() }()
+		if kerr == nil && len(li.prefetch) > 0 {
+			early := li.inputs
+			if li.pendingInitrd != nil {
+				early.Initrd = &mr.InitrdDigest{Size: uint64(li.initrdSize), SHA384: make([]byte, sha512.Size384)}
+			}
+			if im, err := mr.NewImage(fw, kernel, early); err == nil {
+				for _, m := range li.prefetch {
+					im.Prefetch(m)
+				}
+			}
+		}
+	} else {
+		derived <- nil
+	}
 	if li.pendingInitrd != nil {
 		r := <-li.pendingInitrd
 		li.pendingInitrd = nil
 		if r.err != nil {
-			<-fwc
+			<-derived
 			return nil, fmt.Errorf("--initrd: %w", r.err)
 		}
 		li.inputs.Initrd, li.describe.Initrd = r.digest, r.file
@@ -88,14 +106,16 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 		li.pendingDescribe = nil
 		li.describe.Firmware, li.describe.Kernel = d[0], d[1]
 	}
-	fw := <-fwc
-	if fw.err != nil {
-		return nil, fmt.Errorf("firmware %s: %w", li.describe.Firmware.Path, fw.err)
+	if err := <-derived; ferr == nil && err != nil {
+		ferr = err
+	}
+	if ferr != nil {
+		return nil, fmt.Errorf("firmware %s: %w", li.describe.Firmware.Path, ferr)
 	}
 	if kerr != nil {
 		return nil, fmt.Errorf("kernel %s: %w", li.describe.Kernel.Path, kerr)
 	}
-	return mr.NewImage(fw.fw, kernel, li.inputs)
+	return mr.NewImage(fw, kernel, li.inputs)
 }
 
 type fileJSON struct {
@@ -114,13 +134,17 @@ type inputsJSON struct {
 }
 
 // describeBytes reports a file's size and digests; knownSHA256 (hex), when the image reader
-// already hashed the file, spares hashing it again.
+// already hashed the file, spares hashing it again. The two digests are computed side by side.
 func describeBytes(path string, b []byte, knownSHA256 string) fileJSON {
+	var wg sync.WaitGroup
 	if knownSHA256 == "" {
-		s256 := sha256.Sum256(b)
-		knownSHA256 = hex.EncodeToString(s256[:])
+		wg.Go(func() {
+			s256 := sha256.Sum256(b)
+			knownSHA256 = hex.EncodeToString(s256[:])
+		})
 	}
 	s384 := sha512.Sum384(b)
+	wg.Wait()
 	return fileJSON{Path: path, Size: uint64(len(b)), SHA256: knownSHA256, SHA384: hex.EncodeToString(s384[:])}
 }
 
@@ -154,7 +178,22 @@ func loadImage(c *cli.Context, log *logrus.Logger) (*loadedImage, error) {
 		return nil, err
 	}
 	li.inputs.KernelHeaderNormalized = c.Bool("kernel-header-normalized")
+	li.prefetch = prefetchMachines(c)
 	return li, nil
+}
+
+// prefetchMachines are the first shapes the command line asks for (none when its shape
+// flags are wrong: the command reports that itself).
+func prefetchMachines(c *cli.Context) []mr.Machine {
+	shapes, err := machineShapes(c)
+	if err != nil {
+		return nil
+	}
+	var out []mr.Machine
+	for _, s := range shapes[:min(len(shapes), maxPrefetch)] {
+		out = append(out, mr.Machine{MachineConfig: s.Config, TwoPassAddPages: s.TwoPass, NoKernelPatch: s.NoKernelPatch, QEMUBuild: s.QEMUBuild})
+	}
+	return out
 }
 
 // Limits on raw inputs, checked before anything is read into memory. Real OVMF images are
@@ -188,17 +227,29 @@ func openRegular(flag, path string, limit int64) (*os.File, int64, error) {
 	return f, st.Size(), nil
 }
 
-func readRegular(flag, path string, limit int64) ([]byte, error) {
-	f, _, err := openRegular(flag, path, limit)
-	if err != nil {
-		return nil, err
+// readOpened reads an opened regular file of the given (stat) size into one buffer of that
+// size. It reads to the limit, not the size: a file growing while read is either read whole
+// or refused.
+func readOpened(flag, path string, f *os.File, size, limit int64) ([]byte, error) {
+	b := make([]byte, size, size+1)
+	n, err := io.ReadFull(f, b)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		// Shrunk while being read: what is there is the file.
+		return b[:n], nil
 	}
-	defer f.Close()
-	// Read to the limit, not the size: a file growing while read is either read whole or refused.
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("--%s %s: %w", flag, path, err)
 	}
+	// Anything past the stat size: the file grew. Read the rest with the usual growth.
+	var probe [1]byte
+	if k, _ := f.Read(probe[:]); k == 0 {
+		return b, nil
+	}
+	rest, err := io.ReadAll(io.LimitReader(f, limit-size))
+	if err != nil {
+		return nil, fmt.Errorf("--%s %s: %w", flag, path, err)
+	}
+	b = append(append(b, probe[0]), rest...)
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("--%s %s: grew past the %d MiB limit while being read", flag, path, limit>>20)
 	}
@@ -206,27 +257,29 @@ func readRegular(flag, path string, limit int64) ([]byte, error) {
 }
 
 func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, error) {
-	fw, err := readRegular("firmware", fwPath, maxFirmwareBytes)
+	// Every input is checked before any is read.
+	fwFile, fwSize, err := openRegular("firmware", fwPath, maxFirmwareBytes)
 	if err != nil {
 		return nil, err
 	}
-	kernel, err := readRegular("kernel", kernelPath, maxKernelBytes)
+	defer fwFile.Close()
+	kFile, kSize, err := openRegular("kernel", kernelPath, maxKernelBytes)
 	if err != nil {
 		return nil, err
 	}
+	defer kFile.Close()
 	img := &loadedImage{
-		inputs:          mr.Inputs{Firmware: fw, Kernel: kernel, Cmdline: cmdline},
+		inputs:          mr.Inputs{Cmdline: cmdline},
 		describe:        inputsJSON{Source: "raw", Firmware: fileJSON{Path: fwPath}, Kernel: fileJSON{Path: kernelPath}, Cmdline: cmdline},
 		pendingDescribe: make(chan [2]fileJSON, 1),
 	}
-	go func() {
-		img.pendingDescribe <- [2]fileJSON{describeBytes(fwPath, fw, ""), describeBytes(kernelPath, kernel, "")}
-	}()
 	if initrdPath != "" {
-		f, _, err := openRegular("initrd", initrdPath, 0)
+		f, size, err := openRegular("initrd", initrdPath, 0)
 		if err != nil {
 			return nil, err
 		}
+		// The initrd's hash is the longest single chain of work: it starts first.
+		img.initrdSize = size
 		img.pendingInitrd = make(chan initrdResult, 1)
 		go func() {
 			defer f.Close()
@@ -234,6 +287,23 @@ func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, erro
 			img.pendingInitrd <- initrdResult{d, fj, err}
 		}()
 	}
+	fw, err := readOpened("firmware", fwPath, fwFile, fwSize, maxFirmwareBytes)
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := readOpened("kernel", kernelPath, kFile, kSize, maxKernelBytes)
+	if err != nil {
+		return nil, err
+	}
+	img.inputs.Firmware, img.inputs.Kernel = fw, kernel
+	go func() {
+		var d [2]fileJSON
+		var wg sync.WaitGroup
+		wg.Go(func() { d[0] = describeBytes(fwPath, fw, "") })
+		d[1] = describeBytes(kernelPath, kernel, "")
+		wg.Wait()
+		img.pendingDescribe <- d
+	}()
 	return img, nil
 }
 
