@@ -57,6 +57,55 @@ type loadedImage struct {
 	// prefetch are the machines about to be measured: their MRTD and kernel digests are
 	// computed while the initrd is still being hashed.
 	prefetch []mr.Machine
+	// early, for an IMAGE, is the work started on its firmware and kernel while the reader
+	// went on to hash the initrd.
+	early *earlyBoot
+}
+
+// earlyBoot starts work on an image's firmware and kernel as soon as the image reader has
+// read them (images.Options.BootFileRead), so that decoding the firmware and hashing both
+// overlap with hashing the initrd. Nothing is used unless the image opens and the bytes are
+// the very ones its Image holds.
+type earlyBoot struct {
+	firmware, kernel *earlyFile
+}
+
+type earlyFile struct {
+	data   []byte
+	sha384 chan []byte
+	// Firmware only: the parsed TDVF metadata, and DeriveEvents' result once it is done.
+	fw      *mr.Firmware
+	fwErr   error
+	derived chan error
+}
+
+// read is the images.Options.BootFileRead callback.
+func (e *earlyBoot) read(role images.Role, data []byte) {
+	f := &earlyFile{data: data, sha384: make(chan []byte, 1)}
+	go func() {
+		s := sha512.Sum384(data)
+		f.sha384 <- s[:]
+	}()
+	switch role {
+	case images.RoleFirmware:
+		f.derived = make(chan error, 1)
+		if f.fw, f.fwErr = mr.ParseFirmware(data); f.fwErr == nil {
+			go func() { f.derived <- f.fw.DeriveEvents() }()
+		} else {
+			f.derived <- nil
+		}
+		e.firmware = f
+	case images.RoleKernel:
+		e.kernel = f
+	}
+}
+
+// of returns the early work on data, or nil when data is not the slice handed over.
+func (f *earlyFile) of(data []byte) *earlyFile {
+	if f == nil || len(f.data) != len(data) || len(data) == 0 || &f.data[0] != &data[0] {
+		return nil
+	}
+	return f
 }
 
 // maxPrefetch bounds how many shapes of a batch are prefetched: the rest are measured as
@@ -73,11 +122,18 @@ type initrdResult struct {
 // firmware decode, the MRTD and the kernel digests the shapes need all start before waiting
 // for the initrd, so that they run on the other core.
 func (li *loadedImage) prepare() (*mr.Image, error) {
-	fw, ferr := mr.ParseFirmware(li.inputs.Firmware)
-	kernel, kerr := mr.PrepareKernel(li.inputs.Kernel)
+	var fw *mr.Firmware
+	var ferr error
 	derived := make(chan error, 1)
-	if ferr == nil {
+	if ef := li.earlyFirmware(); ef != nil {
+		fw, ferr, derived = ef.fw, ef.fwErr, ef.derived
+	} else if fw, ferr = mr.ParseFirmware(li.inputs.Firmware); ferr == nil {
 		go func() { derived <- fw.DeriveEvents() }()
+	} else {
+		derived <- nil
+	}
+	kernel, kerr := mr.PrepareKernel(li.inputs.Kernel)
+	if ferr == nil {
 		if kerr == nil && len(li.prefetch) > 0 {
 			early := li.inputs
 			if li.pendingInitrd != nil {
@@ -89,8 +145,6 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 				}
 			}
 		}
-	} else {
-		derived <- nil
 	}
 	if li.pendingInitrd != nil {
 		r := <-li.pendingInitrd
@@ -118,6 +172,13 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 	return mr.NewImage(fw, kernel, li.inputs)
 }
 
+func (li *loadedImage) earlyFirmware() *earlyFile {
+	if li.early == nil {
+		return nil
+	}
+	return li.early.firmware.of(li.inputs.Firmware)
+}
+
 type fileJSON struct {
 	Path   string `json:"path"`
 	Size   uint64 `json:"size"`
@@ -136,6 +197,18 @@ type inputsJSON struct {
 // describeBytes reports a file's size and digests; knownSHA256 (hex), when the image reader
 // already hashed the file, spares hashing it again. The two digests are computed side by side.
 func describeBytes(path string, b []byte, knownSHA256 string) fileJSON {
+	return describeEarly(path, b, knownSHA256, nil)
+}
+
+// describeEarly is describeBytes taking the SHA-384 from early, when early hashed b.
+func describeEarly(path string, b []byte, knownSHA256 string, early *earlyFile) fileJSON {
+	if early = early.of(b); early != nil {
+		if knownSHA256 == "" {
+			s256 := sha256.Sum256(b)
+			knownSHA256 = hex.EncodeToString(s256[:])
+		}
+		return fileJSON{Path: path, Size: uint64(len(b)), SHA256: knownSHA256, SHA384: hex.EncodeToString(<-early.sha384)}
+	}
 	var wg sync.WaitGroup
 	if knownSHA256 == "" {
 		wg.Go(func() {
@@ -353,7 +426,16 @@ func imageOptions(c *cli.Context, log *logrus.Logger) images.Options {
 
 // openImage opens IMAGE with package images, warning loudly when checksums are not verified.
 func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, error) {
+	return openImageEarly(c, path, log, nil)
+}
+
+// openImageEarly is openImage handing the firmware and kernel to early as soon as they are
+// read.
+func openImageEarly(c *cli.Context, path string, log *logrus.Logger, early *earlyBoot) (*images.Image, error) {
 	opts := imageOptions(c, log)
+	if early != nil {
+		opts.BootFileRead = early.read
+	}
 	if !opts.VerifyChecksums {
 		log.Warn("--no-verify-checksums: files are NOT checked against sha256sum.txt; the result may describe a tampered image")
 	}
@@ -387,7 +469,11 @@ func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, 
 // openMeasuredImage opens IMAGE for a command that measures it: refused when its firmware
 // generation is not modelled or its metadata contradicts --kernel-header-normalized.
 func openMeasuredImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, error) {
-	img, err := openImage(c, path, log)
+	return openMeasuredImageEarly(c, path, log, nil)
+}
+
+func openMeasuredImageEarly(c *cli.Context, path string, log *logrus.Logger, early *earlyBoot) (*images.Image, error) {
+	img, err := openImageEarly(c, path, log, early)
 	if err != nil {
 		return nil, err
 	}
@@ -401,11 +487,14 @@ func openMeasuredImage(c *cli.Context, path string, log *logrus.Logger) (*images
 }
 
 func loadImageArg(c *cli.Context, path string, log *logrus.Logger) (*loadedImage, error) {
-	img, err := openMeasuredImage(c, path, log)
+	early := &earlyBoot{}
+	img, err := openMeasuredImageEarly(c, path, log, early)
 	if err != nil {
 		return nil, err
 	}
-	return fromImage(img), nil
+	li := fromImageEarly(img, early)
+	li.prefetch = prefetchMachines(c)
+	return li, nil
 }
 
 // checkOVMFVariant refuses firmware generations whose RTMR0 is not modelled.
@@ -420,8 +509,12 @@ func checkOVMFVariant(v string) error {
 	return fmt.Errorf("metadata.json ovmf_variant %q: unknown firmware generation (known: pre202505; stable202505 is not supported yet)", v)
 }
 
-func fromImage(img *images.Image) *loadedImage {
+func fromImageEarly(img *images.Image, early *earlyBoot) *loadedImage {
+	if early == nil {
+		early = &earlyBoot{}
+	}
 	li := &loadedImage{
+		early:       early,
 		inputs:      mr.InputsFromImage(img),
 		osImageHash: img.OSImageHash,
 		checksumsVerified: func() *bool {
@@ -430,8 +523,8 @@ func fromImage(img *images.Image) *loadedImage {
 		}(),
 		describe: inputsJSON{
 			Source:   img.Source,
-			Firmware: describeBytes(img.Metadata.Bios, img.Firmware, fileSHA256(img, img.Metadata.Bios)),
-			Kernel:   describeBytes(img.Metadata.Kernel, img.Kernel, fileSHA256(img, img.Metadata.Kernel)),
+			Firmware: describeEarly(img.Metadata.Bios, img.Firmware, fileSHA256(img, img.Metadata.Bios), early.firmware),
+			Kernel:   describeEarly(img.Metadata.Kernel, img.Kernel, fileSHA256(img, img.Metadata.Kernel), early.kernel),
 			Cmdline:  img.Cmdline,
 		},
 	}
