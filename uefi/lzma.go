@@ -41,87 +41,93 @@ var errLZMACorrupt = errors.New("corrupt LZMA data")
 // Reading the padding is what the reference decoder's "input ends early" is.
 const lzmaInputPad = 256
 
-type lzmaRange struct {
-	src        []byte // the compressed data followed by lzmaInputPad zero bytes
-	end        int    // length of the real compressed data
-	pos        int
-	rng, code  uint32
-	overrunErr bool
+// lzmaRC is the range decoder's state. It is passed and returned by value (three scalars):
+// the compiler keeps it in registers through the decode loop, where a pointer to it would
+// make every bit a load and a store. The input it reads is passed alongside.
+type lzmaRC struct {
+	rng, code uint32
+	pos       int
 }
 
-func (r *lzmaRange) init(data []byte) error {
+// padLZMAInput copies the range-coded data, followed by lzmaInputPad zero bytes.
+func padLZMAInput(data []byte) []byte {
+	in := make([]byte, len(data)+lzmaInputPad)
+	copy(in, data)
+	return in
+}
+
+func newLZMARC(data []byte) (lzmaRC, error) {
 	if len(data) < 5 || data[0] != 0 {
-		return fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
+		return lzmaRC{}, fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
 	}
-	r.src = make([]byte, len(data)+lzmaInputPad)
-	copy(r.src, data)
-	r.end, r.pos, r.rng = len(data), 5, 0xFFFFFFFF
-	r.code = binary.BigEndian.Uint32(data[1:5])
-	if r.code == r.rng {
-		return fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
+	c := lzmaRC{rng: 0xFFFFFFFF, code: binary.BigEndian.Uint32(data[1:5]), pos: 5}
+	if c.code == c.rng {
+		return lzmaRC{}, fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
 	}
-	return nil
+	return c, nil
 }
-
-// overrun reports whether the decoder has read past the compressed data.
-func (r *lzmaRange) overrun() bool { return r.pos > r.end || r.overrunErr }
 
 // bit decodes one bit with probability *p. Small enough to be inlined in the decode loop.
-func (r *lzmaRange) bit(p *lzmaProb) (b uint32) {
-	bound := (r.rng >> lzmaNumBitModelTotalBits) * *p
-	if r.code < bound {
-		r.rng = bound
+func (c lzmaRC) bit(in []byte, p *lzmaProb) (lzmaRC, uint32) {
+	var b uint32
+	bound := (c.rng >> lzmaNumBitModelTotalBits) * *p
+	if c.code < bound {
+		c.rng = bound
 		*p += (lzmaBitModelTotal - *p) >> lzmaNumMoveBits
 	} else {
-		r.rng -= bound
-		r.code -= bound
+		c.rng -= bound
+		c.code -= bound
 		*p -= *p >> lzmaNumMoveBits
 		b = 1
 	}
-	if r.rng < 1<<24 {
-		r.rng <<= 8
-		r.code = r.code<<8 | uint32(r.src[r.pos])
-		r.pos++
+	if c.rng < 1<<24 {
+		c.rng <<= 8
+		c.code = c.code<<8 | uint32(in[c.pos])
+		c.pos++
 	}
-	return b
+	return c, b
 }
 
-func (r *lzmaRange) direct(n uint) uint32 {
-	var res uint32
+// direct decodes n bits of equal probability; corrupt reports the state the reference
+// decoder flags as corrupted data.
+func (c lzmaRC) direct(in []byte, n uint) (_ lzmaRC, res uint32, corrupt bool) {
 	for ; n > 0; n-- {
-		r.rng >>= 1
-		r.code -= r.rng
-		t := 0 - (r.code >> 31)
-		r.code += r.rng & t
-		if r.code == r.rng {
-			r.overrunErr = true // corrupted: the reference decoder flags it
+		c.rng >>= 1
+		c.code -= c.rng
+		t := 0 - (c.code >> 31)
+		c.code += c.rng & t
+		if c.code == c.rng {
+			corrupt = true
 		}
 		res = res<<1 + t + 1
-		if r.rng < 1<<24 {
-			r.rng <<= 8
-			r.code = r.code<<8 | uint32(r.src[r.pos])
-			r.pos++
+		if c.rng < 1<<24 {
+			c.rng <<= 8
+			c.code = c.code<<8 | uint32(in[c.pos])
+			c.pos++
 		}
 	}
-	return res
+	return c, res, corrupt
 }
 
-func (r *lzmaRange) tree(probs []lzmaProb, bits uint) uint32 {
+func (c lzmaRC) tree(in []byte, probs []lzmaProb, bits uint) (lzmaRC, uint32) {
 	m := uint32(1)
 	for i := uint(0); i < bits; i++ {
-		m = m<<1 + r.bit(&probs[m])
+		var b uint32
+		c, b = c.bit(in, &probs[m])
+		m = m<<1 + b
 	}
-	return m - 1<<bits
+	return c, m - 1<<bits
 }
 
-func (r *lzmaRange) reverseTree(probs []lzmaProb, bits uint) uint32 {
+func (c lzmaRC) reverseTree(in []byte, probs []lzmaProb, bits uint) (lzmaRC, uint32) {
 	m, sym := uint32(1), uint32(0)
 	for i := uint(0); i < bits; i++ {
-		b := r.bit(&probs[m])
+		var b uint32
+		c, b = c.bit(in, &probs[m])
 		m = m<<1 + b
 		sym |= b << i
 	}
-	return sym
+	return c, sym
 }
 
 type lzmaLen struct {
@@ -142,14 +148,18 @@ func (l *lzmaLen) init() {
 	}
 }
 
-func (l *lzmaLen) decode(r *lzmaRange, posState uint32) uint32 {
-	if r.bit(&l.choice) == 0 {
-		return r.tree(l.low[posState][:], 3)
+func (l *lzmaLen) decode(c lzmaRC, in []byte, posState uint32) (lzmaRC, uint32) {
+	var b, n uint32
+	if c, b = c.bit(in, &l.choice); b == 0 {
+		c, n = c.tree(in, l.low[posState][:], 3)
+		return c, n
 	}
-	if r.bit(&l.choice2) == 0 {
-		return 8 + r.tree(l.mid[posState][:], 3)
+	if c, b = c.bit(in, &l.choice2); b == 0 {
+		c, n = c.tree(in, l.mid[posState][:], 3)
+		return c, 8 + n
 	}
-	return 16 + r.tree(l.high[:], 8)
+	c, n = c.tree(in, l.high[:], 8)
+	return c, 16 + n
 }
 
 // decodeLZMAAlone decodes an LZMA "alone" stream (properties byte, 32-bit dictionary size,
@@ -172,10 +182,12 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 	if dict < lzmaDictMin {
 		dict = lzmaDictMin
 	}
-	var r lzmaRange
-	if err := r.init(src[13:]); err != nil {
+	c, err := newLZMARC(src[13:])
+	if err != nil {
 		return nil, err
 	}
+	in, end := padLZMAInput(src[13:]), len(src)-13
+	corrupt := false
 
 	// 8 bytes of slack for the word-at-a-time match copy.
 	out := make([]byte, want+8)[: want : want+8]
@@ -213,11 +225,12 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 	var state, rep0, rep1, rep2, rep3 uint32
 	pos := 0
 	for pos < want {
-		if r.overrun() {
+		if c.pos > end || corrupt {
 			break
 		}
 		posState := uint32(pos) & pbMask
-		if r.bit(&isMatch[state<<lzmaNumPosBitsMax+posState]) == 0 {
+		var b uint32
+		if c, b = c.bit(in, &isMatch[state<<lzmaNumPosBitsMax+posState]); b == 0 {
 			var prev uint32
 			if pos > 0 {
 				prev = uint32(out[pos-1])
@@ -225,7 +238,7 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 			probs := literal[0x300*(((uint32(pos)&lpMask)<<lc)+prev>>(8-lc)):][:0x300]
 			// The literal's bits are most of the decoding work: the range coder runs on
 			// local copies here (the same arithmetic as bit), kept in registers.
-			rng, code, ip, in := r.rng, r.code, r.pos, r.src
+			rng, code, ip := c.rng, c.code, c.pos
 			sym := uint32(1)
 			if state >= 7 {
 				if uint32(pos) <= rep0 {
@@ -279,7 +292,7 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 					ip++
 				}
 			}
-			r.rng, r.code, r.pos = rng, code, ip
+			c = lzmaRC{rng: rng, code: code, pos: ip}
 			out[pos] = byte(sym)
 			pos++
 			switch {
@@ -293,12 +306,12 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 			continue
 		}
 		var n uint32
-		if r.bit(&isRep[state]) != 0 {
+		if c, b = c.bit(in, &isRep[state]); b != 0 {
 			if pos == 0 {
 				return nil, fmt.Errorf("%w: repeated match at the start", errLZMACorrupt)
 			}
-			if r.bit(&isRepG0[state]) == 0 {
-				if r.bit(&isRep0Long[state<<lzmaNumPosBitsMax+posState]) == 0 {
+			if c, b = c.bit(in, &isRepG0[state]); b == 0 {
+				if c, b = c.bit(in, &isRep0Long[state<<lzmaNumPosBitsMax+posState]); b == 0 {
 					if state < 7 {
 						state = 9
 					} else {
@@ -310,10 +323,10 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 				}
 			} else {
 				var dist uint32
-				if r.bit(&isRepG1[state]) == 0 {
+				if c, b = c.bit(in, &isRepG1[state]); b == 0 {
 					dist = rep1
 				} else {
-					if r.bit(&isRepG2[state]) == 0 {
+					if c, b = c.bit(in, &isRepG2[state]); b == 0 {
 						dist = rep2
 					} else {
 						dist, rep3 = rep3, rep2
@@ -322,7 +335,7 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 				}
 				rep1, rep0 = rep0, dist
 			}
-			n = repLenDec.decode(&r, posState)
+			c, n = repLenDec.decode(c, in, posState)
 			if state < 7 {
 				state = 8
 			} else {
@@ -330,24 +343,31 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 			}
 		} else {
 			rep3, rep2, rep1 = rep2, rep1, rep0
-			n = lenDec.decode(&r, posState)
+			c, n = lenDec.decode(c, in, posState)
 			if state < 7 {
 				state = 7
 			} else {
 				state = 10
 			}
 			lenState := min(n, lzmaNumLenToPosStates-1)
-			slot := r.tree(posSlot[lenState][:], 6)
+			var slot uint32
+			c, slot = c.tree(in, posSlot[lenState][:], 6)
 			if slot < lzmaStartPosModelIndex {
 				rep0 = slot
 			} else {
 				bits := uint(slot>>1) - 1
 				dist := (2 | slot&1) << bits
 				if slot < lzmaEndPosModelIndex {
-					dist += r.reverseTree(posDecoders[dist-slot:], bits)
+					var v uint32
+					c, v = c.reverseTree(in, posDecoders[dist-slot:], bits)
+					dist += v
 				} else {
-					dist += r.direct(bits-lzmaNumAlignBits) << lzmaNumAlignBits
-					dist += r.reverseTree(align[:], lzmaNumAlignBits)
+					var hi, lo uint32
+					var bad bool
+					c, hi, bad = c.direct(in, bits-lzmaNumAlignBits)
+					c, lo = c.reverseTree(in, align[:], lzmaNumAlignBits)
+					corrupt = corrupt || bad
+					dist += hi<<lzmaNumAlignBits + lo
 				}
 				rep0 = dist
 			}
@@ -389,7 +409,7 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 			}
 		}
 	}
-	if r.overrun() {
+	if c.pos > end || corrupt {
 		return nil, fmt.Errorf("%w: compressed data ends early", errLZMACorrupt)
 	}
 	return out, nil
