@@ -64,6 +64,9 @@ func openDir(dir, metaPath string, opts Options) (*Image, error) {
 				return nil, err
 			}
 			members[f.name] = m
+			if opts.BootFileRead != nil {
+				opts.BootFileRead(f.role, m.data)
+			}
 		case RoleInitrd:
 			name := f.name
 			open := func() (io.ReadCloser, error) { return openRegular(root, name, what) }
@@ -191,12 +194,16 @@ func hashDirMember(open func() (io.ReadCloser, error), name, what string, limit 
 	}
 	defer f.Close()
 	h256 := sha256.New()
-	var w io.Writer = h256
 	h384 := sha512.New384()
+	var n int64
 	if withSHA384 {
-		w = io.MultiWriter(h256, h384)
+		pipe := newHashPipe(h256, h384)
+		defer pipe.Close()
+		n, err = io.Copy(pipe, io.LimitReader(f, limit+1))
+		pipe.Close()
+	} else {
+		n, err = io.CopyBuffer(h256, io.LimitReader(f, limit+1), make([]byte, 1<<20))
 	}
-	n, err := io.CopyBuffer(w, io.LimitReader(f, limit+1), make([]byte, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -109,6 +109,12 @@ type Options struct {
 	MaxBufferBytes int64
 	// Progress, when set, receives human-readable progress lines (bytes read / total).
 	Progress io.Writer
+	// BootFileRead, when set, is called with the firmware's or kernel's bytes as soon as
+	// they are read, before the rest of the image is read and before any checksum is
+	// verified, so that the caller can start parsing them while a large initrd is still being
+	// hashed. The slice is the one the returned Image holds; it must not be modified. What
+	// Open returns (an Image or an error) is still the only verdict on the image.
+	BootFileRead func(role Role, data []byte)
 }
 
 // Default limits: a dstack root filesystem is 1-8 GiB; firmware 2-4 MiB, kernel ~15 MiB.
@@ -215,11 +221,29 @@ func readWholeFile(path string, limit int64) ([]byte, []byte, error) {
 	return data, sum[:], nil
 }
 
-// readBounded reads all of r, refusing more than limit bytes.
+// readBounded reads all of r, refusing more than limit bytes. A regular file is read into
+// one buffer of its size rather than a growing one.
 func readBounded(r io.Reader, name string, limit int64) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	hint := int64(512)
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			hint = min(st.Size(), limit) + 1
+		}
+	}
+	data := make([]byte, 0, hint)
+	lr := io.LimitReader(r, limit+1)
+	for {
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)] // grow as io.ReadAll does
+		}
+		n, err := lr.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("%s: larger than the %d-byte limit", name, limit)
@@ -234,7 +258,10 @@ func digestFile(open func() (io.ReadCloser, error), name string, limit int64) (*
 	}
 	defer f.Close()
 	h256, h384 := sha256.New(), sha512.New384()
-	n, err := io.CopyBuffer(io.MultiWriter(h256, h384), io.LimitReader(f, limit+1), make([]byte, 1<<20))
+	pipe := newHashPipe(h256, h384)
+	defer pipe.Close()
+	n, err := io.Copy(pipe, io.LimitReader(f, limit+1))
+	pipe.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -252,6 +279,8 @@ type member struct {
 	sha384 []byte // nil unless computed while streaming
 	data   []byte // nil unless kept in memory
 	kept   bool
+	// announced: handed to Options.BootFileRead already.
+	announced bool
 }
 
 // assemble turns the files a reader collected into an Image: it resolves

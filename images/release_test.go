@@ -8,6 +8,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -273,10 +274,12 @@ func TestOpenSameResultEverywhere(t *testing.T) {
 	var ref *Image
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			img, err := Open(tc.path, Options{VerifyChecksums: true})
+			rec := &bootFileRecorder{}
+			img, err := Open(tc.path, Options{VerifyChecksums: true, BootFileRead: rec.record})
 			if err != nil {
 				t.Fatal(err)
 			}
+			rec.check(t, img)
 			if img.Source != tc.path {
 				t.Errorf("source %q", img.Source)
 			}
@@ -323,11 +326,13 @@ func TestMemberOrderPermutations(t *testing.T) {
 		t.Run(strings.Join(order, ","), func(t *testing.T) {
 			for j, set := range sets {
 				p := writeRelease(t, filepath.Join(tmp, fmt.Sprintf("r%d-%d.tar", i, j)), set.files, order, releaseTop+"/", "tar")
-				img, err := Open(p, Options{VerifyChecksums: true, MaxBufferBytes: set.limit})
+				rec := &bootFileRecorder{}
+				img, err := Open(p, Options{VerifyChecksums: true, MaxBufferBytes: set.limit, BootFileRead: rec.record})
 				if err != nil {
 					t.Fatalf("set %d: %v", j, err)
 				}
 				checkSample(t, img, set.files)
+				rec.check(t, img)
 			}
 		})
 	}
@@ -666,5 +671,32 @@ func TestProgress(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "r.tar.gz: ") || !strings.HasSuffix(buf.String(), "(100%) done\n") {
 		t.Errorf("progress %q", buf.String())
+	}
+}
+
+// bootFileRecorder records Options.BootFileRead calls.
+type bootFileRecorder struct {
+	got map[Role][][]byte
+}
+
+func (r *bootFileRecorder) record(role Role, data []byte) {
+	if r.got == nil {
+		r.got = make(map[Role][][]byte)
+	}
+	r.got[role] = append(r.got[role], data)
+}
+
+// check: the firmware and the kernel were each handed over once, as the very slices the
+// Image holds, and nothing else was.
+func (r *bootFileRecorder) check(t *testing.T, img *Image) {
+	t.Helper()
+	same := func(a, b []byte) bool { return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0]) }
+	if len(r.got) != 2 {
+		t.Fatalf("BootFileRead got roles %v, want firmware and kernel", slices.Collect(maps.Keys(r.got)))
+	}
+	for role, want := range map[Role][]byte{RoleFirmware: img.Firmware, RoleKernel: img.Kernel} {
+		if got := r.got[role]; len(got) != 1 || !same(got[0], want) {
+			t.Fatalf("BootFileRead(%s): %d calls, or not the Image's bytes", role, len(got))
+		}
 	}
 }

@@ -252,9 +252,13 @@ func (rr *releaseReader) member(hdr *tar.Header, r io.Reader) error {
 	h256 := sha256.New()
 	writers := []io.Writer{h256}
 	var h384 hash.Hash
+	var pipe *hashPipe
 	if want384 {
+		// Both digests side by side, behind the decompressor.
 		h384 = sha512.New384()
-		writers = append(writers, h384)
+		pipe = newHashPipe(h256, h384)
+		defer pipe.Close()
+		writers = []io.Writer{pipe}
 	}
 	var out *os.File
 	if rr.ext != nil {
@@ -289,6 +293,9 @@ func (rr *releaseReader) member(hdr *tar.Header, r io.Reader) error {
 			return fmt.Errorf("extracting %q: %w", name, err)
 		}
 	}
+	if pipe != nil {
+		pipe.Close()
+	}
 	m.sha256 = h256.Sum(nil)
 	if h384 != nil {
 		m.sha384 = h384.Sum(nil)
@@ -301,8 +308,29 @@ func (rr *releaseReader) member(hdr *tar.Header, r io.Reader) error {
 		}
 		rr.meta = &meta
 		rr.releaseUnneeded()
+		for _, f := range rr.meta.fileFields() {
+			rr.announce(f.name)
+		}
+	} else {
+		rr.announce(name)
 	}
 	return nil
+}
+
+// announce hands a kept firmware or kernel to Options.BootFileRead, once metadata.json has
+// said which member it is.
+func (rr *releaseReader) announce(name string) {
+	m := rr.members[name]
+	if rr.opts.BootFileRead == nil || rr.meta == nil || m == nil || !m.kept || m.announced {
+		return
+	}
+	for _, f := range rr.meta.fileFields() {
+		if f.name == name && (f.role == RoleFirmware || f.role == RoleKernel) {
+			m.announced = true
+			rr.opts.BootFileRead(f.role, m.data)
+			return
+		}
+	}
 }
 
 func eofIsUnexpected(err error) error {

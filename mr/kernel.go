@@ -12,20 +12,23 @@ import (
 // the top of low memory for ACPI, which decides where it places the initrd.
 const acpiDataSize = 0x28000
 
-// kernelHeaderRegion bounds where QEMU's setup-header patch can write (boot sector and setup
-// header end at 0x238); digests are memoized per content of this region.
-const kernelHeaderRegion = 0x1000
-
 // maxKernelMemo bounds the per-kernel memo: each entry is one distinct patched header.
 const maxKernelMemo = 256
 
 // Kernel is a bzImage prepared for measurement. The Authenticode digest depends on the
-// patched setup header only; it is computed once per distinct header. Safe for concurrent use.
+// patched setup header only; it is computed once per distinct header, and callers asking for
+// one being computed wait for it. Safe for concurrent use.
 type Kernel struct {
 	data []byte
 
 	mu   sync.Mutex
-	memo map[string][]byte
+	memo map[string]*kernelDigest
+}
+
+type kernelDigest struct {
+	done chan struct{}
+	d    []byte
+	err  error
 }
 
 // PrepareKernel wraps a bzImage. The data is retained, not copied: the caller must not
@@ -34,46 +37,39 @@ func PrepareKernel(data []byte) (*Kernel, error) {
 	if len(data) == 0 {
 		return nil, errors.New("kernel is empty")
 	}
-	return &Kernel{data: data, memo: make(map[string][]byte)}, nil
+	return &Kernel{data: data, memo: make(map[string]*kernelDigest)}, nil
 }
 
 // Digest returns the Authenticode SHA-384 OVMF measures for the kernel started with boot
-// parameters p, after QEMU's setup-header patch unless patch is false.
+// parameters p, after QEMU's setup-header patch unless patch is false. The patched kernel is
+// never copied: its patched first bytes are substituted while hashing.
 func (k *Kernel) Digest(p pe.BootParams, patch bool) ([]byte, error) {
-	img := k.data
+	var head []byte
 	key := "unpatched"
 	if patch {
 		var err error
-		if img, err = pe.PatchSetupHeader(k.data, p); err != nil {
+		if head, err = pe.PatchedSetupHeader(k.data, p); err != nil {
 			return nil, err
 		}
-		key = "" // not memoizable unless only the header region changed
-		n := min(len(img), kernelHeaderRegion)
-		if len(img) == len(k.data) && bytes.Equal(img[n:], k.data[n:]) {
-			key = "patched:" + string(img[:n])
-		}
+		key = "patched:" + string(head)
 	}
-	if key != "" {
-		k.mu.Lock()
-		d, ok := k.memo[key]
-		k.mu.Unlock()
-		if ok {
-			return bytes.Clone(d), nil
-		}
-	}
-	d, err := pe.AuthenticodeSHA384(img)
-	if err != nil {
-		return nil, err
-	}
-	if key != "" {
-		k.mu.Lock()
+	k.mu.Lock()
+	e, ok := k.memo[key]
+	if !ok {
 		if len(k.memo) >= maxKernelMemo {
 			clear(k.memo)
 		}
-		k.memo[key] = bytes.Clone(d)
-		k.mu.Unlock()
+		e = &kernelDigest{done: make(chan struct{})}
+		k.memo[key] = e
 	}
-	return d, nil
+	k.mu.Unlock()
+	if ok {
+		<-e.done
+		return bytes.Clone(e.d), e.err
+	}
+	e.d, e.err = pe.AuthenticodeSHA384Patched(k.data, head)
+	close(e.done)
+	return bytes.Clone(e.d), e.err
 }
 
 // canonicalHeaderMemory is the RAM size the canonical setup header is patched for.

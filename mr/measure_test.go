@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dstack-mr/dstack-mr/acpi"
+	"github.com/dstack-mr/dstack-mr/pe"
 	"github.com/dstack-mr/dstack-mr/uefi"
 )
 
@@ -300,7 +302,7 @@ func BenchmarkMeasureShape(b *testing.B) {
 	measureOrStub(b, im, sampleMachine(1, sizes[0]))
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		im.Kernel.memo = map[string][]byte{} // force the kernel hash
+		im.Kernel.memo = map[string]*kernelDigest{} // force the kernel hash
 		measureOrStub(b, im, sampleMachine(1+i%4, sizes[i%len(sizes)]))
 	}
 }
@@ -349,5 +351,44 @@ func TestQEMUBuildKernelPatch(t *testing.T) {
 	im.KernelHeaderNormalized = false
 	if _, err := im.KernelPatched(Machine{MachineConfig: acpi.MachineConfig{QEMUVersion: v}, QEMUBuild: "qemu-kvm"}); err == nil {
 		t.Error("unknown build accepted")
+	}
+}
+
+// Concurrent callers of one kernel digest get the copy-and-patch digest; the memo computes
+// it once and the others wait for it.
+func TestKernelDigestConcurrent(t *testing.T) {
+	data := readInput(t, "bzImage-6.1.0-56-amd64")
+	p := pe.BootParams{MemoryBytes: 16 << 30, ACPIDataSize: acpiDataSize, Cmdline: "console=ttyS0", HasInitrd: true, InitrdSize: 96 << 20}
+	full, err := pe.PatchSetupHeader(data, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pe.AuthenticodeSHA384(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := PrepareKernel(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([][]byte, 4)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() {
+			d, err := k.Digest(p, true)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = d
+		})
+	}
+	wg.Wait()
+	for i, d := range got {
+		if !bytes.Equal(d, want) {
+			t.Fatalf("caller %d: digest %x, want %x", i, d, want)
+		}
+	}
+	if len(k.memo) != 1 {
+		t.Fatalf("%d memo entries, want 1", len(k.memo))
 	}
 }

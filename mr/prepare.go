@@ -28,3 +28,25 @@ func (f *Firmware) FirmwareEvents() ([]Event, error) {
 	out := append([]Event{ev.cfv}, ev.vars...)
 	return append(out, ev.boot0000), nil
 }
+
+// Prefetch starts, in the background, the per-image work measuring machine m will ask for:
+// the MRTD of m's page-add order and the kernel digests of m's setup header and, where the
+// other QEMU build measures the kernel differently, of that build's. A caller still hashing a
+// large initrd overlaps them with it; Measure then finds them done (or waits for them). im's
+// Initrd need only carry the expected size: a digest computed for another size is simply not
+// used. Errors are left for Measure to report.
+func (im *Image) Prefetch(m Machine) {
+	go im.Firmware.MRTD(m.TwoPass())
+	go func() {
+		alt := m
+		alt.QEMUBuild = QEMUBuildDstackFork
+		if m.QEMUBuild == QEMUBuildDstackFork {
+			alt.QEMUBuild = QEMUBuildUpstream
+		}
+		for _, mb := range []Machine{m, alt} {
+			if patched, _, err := im.kernelPatched(mb); err == nil {
+				im.Kernel.Digest(im.bootParams(m.MemoryBytes), patched)
+			}
+		}
+	}()
+}

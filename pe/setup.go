@@ -71,13 +71,27 @@ const (
 // the setup blob to the firmware through fw_cfg. The copy is what OVMF
 // reassembles and measures. The input is not modified.
 func PatchSetupHeader(kernel []byte, p BootParams) ([]byte, error) {
+	head, err := PatchedSetupHeader(kernel, p)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, len(kernel))
+	copy(out[copy(out, head):], kernel[len(head):])
+	return out, nil
+}
+
+// PatchedSetupHeader returns only the bytes of the patched kernel that QEMU's patch can
+// change: a patched copy of the boot sector and setup header (the first PatchedRegion bytes).
+// Everything after them is the kernel as given; AuthenticodeSHA384Patched hashes the
+// patched kernel from the two without copying the rest.
+func PatchedSetupHeader(kernel []byte, p BootParams) ([]byte, error) {
 	h, err := parseSetupHeader(kernel)
 	if err != nil {
 		return nil, err
 	}
 	lay := h.layout(len(p.Cmdline))
 
-	out := make([]byte, len(kernel))
+	out := make([]byte, PatchedRegion)
 	copy(out, kernel)
 
 	if h.version >= 0x202 {
@@ -110,6 +124,11 @@ func PatchSetupHeader(kernel []byte, p BootParams) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// PatchedRegion is how many leading bytes of a bzImage QEMU's setup-header patch can
+// change: the boot sector and the setup header up to xloadflags. Every bzImage that
+// parseSetupHeader accepts is at least this long.
+const PatchedRegion = setupHeaderEnd
 
 // setupHeader holds the fields of a bzImage setup header QEMU reads.
 type setupHeader struct {

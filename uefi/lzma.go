@@ -29,99 +29,111 @@ const (
 	lzmaDictMin            = 1 << 12
 )
 
+// lzmaProb is a bit probability (11 bits); 32 bits wide so that the hot bit decoder needs no
+// conversions and stays small enough to inline.
+type lzmaProb = uint32
+
 var errLZMACorrupt = errors.New("corrupt LZMA data")
 
-type lzmaRange struct {
-	src        []byte
-	pos        int
-	rng, code  uint32
-	overrunErr bool
+// lzmaInputPad is how many zero bytes follow the compressed data in the decoder's copy of
+// it: one main-loop step reads at most about 64 bytes, and the loop checks the position
+// against the real end at every step, so normalizing never needs a bounds test of its own.
+// Reading the padding is what the reference decoder's "input ends early" is.
+const lzmaInputPad = 256
+
+// lzmaRC is the range decoder's state. It is passed and returned by value (three scalars):
+// the compiler keeps it in registers through the decode loop, where a pointer to it would
+// make every bit a load and a store. The input it reads is passed alongside.
+type lzmaRC struct {
+	rng, code uint32
+	pos       int
 }
 
-func (r *lzmaRange) init(src []byte) error {
-	if len(src) < 5 || src[0] != 0 {
-		return fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
-	}
-	r.src, r.pos, r.rng = src, 5, 0xFFFFFFFF
-	r.code = binary.BigEndian.Uint32(src[1:5])
-	if r.code == r.rng {
-		return fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
-	}
-	return nil
+// padLZMAInput copies the range-coded data, followed by lzmaInputPad zero bytes.
+func padLZMAInput(data []byte) []byte {
+	in := make([]byte, len(data)+lzmaInputPad)
+	copy(in, data)
+	return in
 }
 
-// next returns the next input byte; past the end it returns 0 and records the overrun, which
-// the caller turns into an error (a valid stream never needs bytes it does not have).
-func (r *lzmaRange) next() uint32 {
-	if r.pos >= len(r.src) {
-		r.overrunErr = true
-		return 0
+func newLZMARC(data []byte) (lzmaRC, error) {
+	if len(data) < 5 || data[0] != 0 {
+		return lzmaRC{}, fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
 	}
-	b := r.src[r.pos]
-	r.pos++
-	return uint32(b)
+	c := lzmaRC{rng: 0xFFFFFFFF, code: binary.BigEndian.Uint32(data[1:5]), pos: 5}
+	if c.code == c.rng {
+		return lzmaRC{}, fmt.Errorf("%w: bad range coder start", errLZMACorrupt)
+	}
+	return c, nil
 }
 
-func (r *lzmaRange) bit(p *uint16) uint32 {
-	bound := (r.rng >> lzmaNumBitModelTotalBits) * uint32(*p)
+// bit decodes one bit with probability *p. Small enough to be inlined in the decode loop.
+func (c lzmaRC) bit(in []byte, p *lzmaProb) (lzmaRC, uint32) {
 	var b uint32
-	if r.code < bound {
-		r.rng = bound
+	bound := (c.rng >> lzmaNumBitModelTotalBits) * *p
+	if c.code < bound {
+		c.rng = bound
 		*p += (lzmaBitModelTotal - *p) >> lzmaNumMoveBits
 	} else {
-		r.rng -= bound
-		r.code -= bound
+		c.rng -= bound
+		c.code -= bound
 		*p -= *p >> lzmaNumMoveBits
 		b = 1
 	}
-	if r.rng < 1<<24 {
-		r.rng <<= 8
-		r.code = r.code<<8 | r.next()
+	if c.rng < 1<<24 {
+		c.rng <<= 8
+		c.code = c.code<<8 | uint32(in[c.pos])
+		c.pos++
 	}
-	return b
+	return c, b
 }
 
-func (r *lzmaRange) direct(n uint) uint32 {
-	var res uint32
+// direct decodes n bits of equal probability; corrupt reports the state the reference
+// decoder flags as corrupted data.
+func (c lzmaRC) direct(in []byte, n uint) (_ lzmaRC, res uint32, corrupt bool) {
 	for ; n > 0; n-- {
-		r.rng >>= 1
-		r.code -= r.rng
-		t := 0 - (r.code >> 31)
-		r.code += r.rng & t
-		if r.code == r.rng {
-			r.overrunErr = true // corrupted: the reference decoder flags it
+		c.rng >>= 1
+		c.code -= c.rng
+		t := 0 - (c.code >> 31)
+		c.code += c.rng & t
+		if c.code == c.rng {
+			corrupt = true
 		}
 		res = res<<1 + t + 1
-		if r.rng < 1<<24 {
-			r.rng <<= 8
-			r.code = r.code<<8 | r.next()
+		if c.rng < 1<<24 {
+			c.rng <<= 8
+			c.code = c.code<<8 | uint32(in[c.pos])
+			c.pos++
 		}
 	}
-	return res
+	return c, res, corrupt
 }
 
-func (r *lzmaRange) tree(probs []uint16, bits uint) uint32 {
+func (c lzmaRC) tree(in []byte, probs []lzmaProb, bits uint) (lzmaRC, uint32) {
 	m := uint32(1)
 	for i := uint(0); i < bits; i++ {
-		m = m<<1 + r.bit(&probs[m])
+		var b uint32
+		c, b = c.bit(in, &probs[m])
+		m = m<<1 + b
 	}
-	return m - 1<<bits
+	return c, m - 1<<bits
 }
 
-func (r *lzmaRange) reverseTree(probs []uint16, bits uint) uint32 {
+func (c lzmaRC) reverseTree(in []byte, probs []lzmaProb, bits uint) (lzmaRC, uint32) {
 	m, sym := uint32(1), uint32(0)
 	for i := uint(0); i < bits; i++ {
-		b := r.bit(&probs[m])
+		var b uint32
+		c, b = c.bit(in, &probs[m])
 		m = m<<1 + b
 		sym |= b << i
 	}
-	return sym
+	return c, sym
 }
 
 type lzmaLen struct {
-	choice, choice2 uint16
-	low, mid        [1 << lzmaNumPosBitsMax][1 << 3]uint16
-	high            [1 << 8]uint16
+	choice, choice2 lzmaProb
+	low, mid        [1 << lzmaNumPosBitsMax][1 << 3]lzmaProb
+	high            [1 << 8]lzmaProb
 }
 
 func (l *lzmaLen) init() {
@@ -136,14 +148,18 @@ func (l *lzmaLen) init() {
 	}
 }
 
-func (l *lzmaLen) decode(r *lzmaRange, posState uint32) uint32 {
-	if r.bit(&l.choice) == 0 {
-		return r.tree(l.low[posState][:], 3)
+func (l *lzmaLen) decode(c lzmaRC, in []byte, posState uint32) (lzmaRC, uint32) {
+	var b, n uint32
+	if c, b = c.bit(in, &l.choice); b == 0 {
+		c, n = c.tree(in, l.low[posState][:], 3)
+		return c, n
 	}
-	if r.bit(&l.choice2) == 0 {
-		return 8 + r.tree(l.mid[posState][:], 3)
+	if c, b = c.bit(in, &l.choice2); b == 0 {
+		c, n = c.tree(in, l.mid[posState][:], 3)
+		return c, 8 + n
 	}
-	return 16 + r.tree(l.high[:], 8)
+	c, n = c.tree(in, l.high[:], 8)
+	return c, 16 + n
 }
 
 // decodeLZMAAlone decodes an LZMA "alone" stream (properties byte, 32-bit dictionary size,
@@ -166,30 +182,33 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 	if dict < lzmaDictMin {
 		dict = lzmaDictMin
 	}
-	var r lzmaRange
-	if err := r.init(src[13:]); err != nil {
+	c, err := newLZMARC(src[13:])
+	if err != nil {
 		return nil, err
 	}
+	in, end := padLZMAInput(src[13:]), len(src)-13
+	corrupt := false
 
-	out := make([]byte, want)
+	// 8 bytes of slack for the word-at-a-time match copy.
+	out := make([]byte, want+8)[: want : want+8]
 	var (
-		literal     = make([]uint16, 0x300<<(lc+lp))
-		isMatch     [lzmaNumStates << lzmaNumPosBitsMax]uint16
-		isRep       [lzmaNumStates]uint16
-		isRepG0     [lzmaNumStates]uint16
-		isRepG1     [lzmaNumStates]uint16
-		isRepG2     [lzmaNumStates]uint16
-		isRep0Long  [lzmaNumStates << lzmaNumPosBitsMax]uint16
-		posSlot     [lzmaNumLenToPosStates][1 << 6]uint16
-		posDecoders [1 + lzmaNumFullDistances - lzmaEndPosModelIndex]uint16
-		align       [1 << lzmaNumAlignBits]uint16
+		literal     = make([]lzmaProb, 0x300<<(lc+lp))
+		isMatch     [lzmaNumStates << lzmaNumPosBitsMax]lzmaProb
+		isRep       [lzmaNumStates]lzmaProb
+		isRepG0     [lzmaNumStates]lzmaProb
+		isRepG1     [lzmaNumStates]lzmaProb
+		isRepG2     [lzmaNumStates]lzmaProb
+		isRep0Long  [lzmaNumStates << lzmaNumPosBitsMax]lzmaProb
+		posSlot     [lzmaNumLenToPosStates][1 << 6]lzmaProb
+		posDecoders [1 + lzmaNumFullDistances - lzmaEndPosModelIndex]lzmaProb
+		align       [1 << lzmaNumAlignBits]lzmaProb
 		lenDec      lzmaLen
 		repLenDec   lzmaLen
 	)
 	for i := range literal {
 		literal[i] = lzmaProbInit
 	}
-	for _, ps := range [][]uint16{isMatch[:], isRep[:], isRepG0[:], isRepG1[:], isRepG2[:], isRep0Long[:], posDecoders[:], align[:]} {
+	for _, ps := range [][]lzmaProb{isMatch[:], isRep[:], isRepG0[:], isRepG1[:], isRepG2[:], isRep0Long[:], posDecoders[:], align[:]} {
 		for i := range ps {
 			ps[i] = lzmaProbInit
 		}
@@ -206,13 +225,20 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 	var state, rep0, rep1, rep2, rep3 uint32
 	pos := 0
 	for pos < want {
+		if c.pos > end || corrupt {
+			break
+		}
 		posState := uint32(pos) & pbMask
-		if r.bit(&isMatch[state<<lzmaNumPosBitsMax+posState]) == 0 {
+		var b uint32
+		if c, b = c.bit(in, &isMatch[state<<lzmaNumPosBitsMax+posState]); b == 0 {
 			var prev uint32
 			if pos > 0 {
 				prev = uint32(out[pos-1])
 			}
-			probs := literal[0x300*(((uint32(pos)&lpMask)<<lc)+prev>>(8-lc)):]
+			probs := literal[0x300*(((uint32(pos)&lpMask)<<lc)+prev>>(8-lc)):][:0x300]
+			// The literal's bits are most of the decoding work: the range coder runs on
+			// local copies here (the same arithmetic as bit), kept in registers.
+			rng, code, ip := c.rng, c.code, c.pos
 			sym := uint32(1)
 			if state >= 7 {
 				if uint32(pos) <= rep0 {
@@ -222,7 +248,24 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 				for sym < 0x100 {
 					mbit := (match >> 7) & 1
 					match <<= 1
-					b := r.bit(&probs[((1+mbit)<<8)+sym])
+					p := &probs[((1+mbit)<<8)+sym]
+					v := *p
+					bound := (rng >> lzmaNumBitModelTotalBits) * v
+					b := uint32(0)
+					if code < bound {
+						rng = bound
+						*p = v + (lzmaBitModelTotal-v)>>lzmaNumMoveBits
+					} else {
+						rng -= bound
+						code -= bound
+						*p = v - v>>lzmaNumMoveBits
+						b = 1
+					}
+					if rng < 1<<24 {
+						rng <<= 8
+						code = code<<8 | uint32(in[ip])
+						ip++
+					}
 					sym = sym<<1 | b
 					if mbit != b {
 						break
@@ -230,8 +273,26 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 				}
 			}
 			for sym < 0x100 {
-				sym = sym<<1 | r.bit(&probs[sym])
+				p := &probs[sym]
+				v := *p
+				bound := (rng >> lzmaNumBitModelTotalBits) * v
+				if code < bound {
+					rng = bound
+					*p = v + (lzmaBitModelTotal-v)>>lzmaNumMoveBits
+					sym <<= 1
+				} else {
+					rng -= bound
+					code -= bound
+					*p = v - v>>lzmaNumMoveBits
+					sym = sym<<1 | 1
+				}
+				if rng < 1<<24 {
+					rng <<= 8
+					code = code<<8 | uint32(in[ip])
+					ip++
+				}
 			}
+			c = lzmaRC{rng: rng, code: code, pos: ip}
 			out[pos] = byte(sym)
 			pos++
 			switch {
@@ -245,12 +306,12 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 			continue
 		}
 		var n uint32
-		if r.bit(&isRep[state]) != 0 {
+		if c, b = c.bit(in, &isRep[state]); b != 0 {
 			if pos == 0 {
 				return nil, fmt.Errorf("%w: repeated match at the start", errLZMACorrupt)
 			}
-			if r.bit(&isRepG0[state]) == 0 {
-				if r.bit(&isRep0Long[state<<lzmaNumPosBitsMax+posState]) == 0 {
+			if c, b = c.bit(in, &isRepG0[state]); b == 0 {
+				if c, b = c.bit(in, &isRep0Long[state<<lzmaNumPosBitsMax+posState]); b == 0 {
 					if state < 7 {
 						state = 9
 					} else {
@@ -262,10 +323,10 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 				}
 			} else {
 				var dist uint32
-				if r.bit(&isRepG1[state]) == 0 {
+				if c, b = c.bit(in, &isRepG1[state]); b == 0 {
 					dist = rep1
 				} else {
-					if r.bit(&isRepG2[state]) == 0 {
+					if c, b = c.bit(in, &isRepG2[state]); b == 0 {
 						dist = rep2
 					} else {
 						dist, rep3 = rep3, rep2
@@ -274,7 +335,7 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 				}
 				rep1, rep0 = rep0, dist
 			}
-			n = repLenDec.decode(&r, posState)
+			c, n = repLenDec.decode(c, in, posState)
 			if state < 7 {
 				state = 8
 			} else {
@@ -282,24 +343,31 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 			}
 		} else {
 			rep3, rep2, rep1 = rep2, rep1, rep0
-			n = lenDec.decode(&r, posState)
+			c, n = lenDec.decode(c, in, posState)
 			if state < 7 {
 				state = 7
 			} else {
 				state = 10
 			}
 			lenState := min(n, lzmaNumLenToPosStates-1)
-			slot := r.tree(posSlot[lenState][:], 6)
+			var slot uint32
+			c, slot = c.tree(in, posSlot[lenState][:], 6)
 			if slot < lzmaStartPosModelIndex {
 				rep0 = slot
 			} else {
 				bits := uint(slot>>1) - 1
 				dist := (2 | slot&1) << bits
 				if slot < lzmaEndPosModelIndex {
-					dist += r.reverseTree(posDecoders[dist-slot:], bits)
+					var v uint32
+					c, v = c.reverseTree(in, posDecoders[dist-slot:], bits)
+					dist += v
 				} else {
-					dist += r.direct(bits-lzmaNumAlignBits) << lzmaNumAlignBits
-					dist += r.reverseTree(align[:], lzmaNumAlignBits)
+					var hi, lo uint32
+					var bad bool
+					c, hi, bad = c.direct(in, bits-lzmaNumAlignBits)
+					c, lo = c.reverseTree(in, align[:], lzmaNumAlignBits)
+					corrupt = corrupt || bad
+					dist += hi<<lzmaNumAlignBits + lo
 				}
 				rep0 = dist
 			}
@@ -316,22 +384,32 @@ func decodeLZMAAlone(src []byte, want int) ([]byte, error) {
 		}
 		from := pos - int(rep0) - 1
 		end := min(pos+length, want)
-		// Overlapping copies (distance shorter than the length) repeat the last bytes: byte
-		// by byte is exactly that.
-		if from+(end-pos) <= pos {
-			copy(out[pos:end], out[from:])
+		// An overlapping copy (distance shorter than the length) repeats the last rep0+1
+		// bytes; copying the pattern written so far doubles it each round (runs of erased
+		// flash, 0xFF at distance 1, are much of a firmware volume).
+		switch dist := pos - from; {
+		case dist >= 8:
+			// Eight bytes at a time: each word read lies wholly before the write position,
+			// so it holds final bytes. The last word may write up to 7 bytes past end, into
+			// what later steps (or the slack after want) overwrite.
+			for ; pos < end; pos, from = pos+8, from+8 {
+				binary.LittleEndian.PutUint64(out[pos:pos+8], binary.LittleEndian.Uint64(out[from:from+8]))
+			}
 			pos = end
-		} else {
-			for ; pos < end; pos++ {
+		case end-pos <= 16:
+			for ; pos < end; pos, from = pos+1, from+1 {
 				out[pos] = out[from]
-				from++
+			}
+		default:
+			// A long overlapping copy repeats the last dist bytes: copying the pattern
+			// written so far doubles it each round (runs of erased flash, 0xFF at distance
+			// 1, are much of a firmware volume).
+			for pos < end {
+				pos += copy(out[pos:end], out[from:pos])
 			}
 		}
-		if r.overrunErr {
-			break
-		}
 	}
-	if r.overrunErr {
+	if c.pos > end || corrupt {
 		return nil, fmt.Errorf("%w: compressed data ends early", errLZMACorrupt)
 	}
 	return out, nil

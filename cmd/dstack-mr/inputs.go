@@ -51,7 +51,66 @@ type loadedImage struct {
 	// pendingDescribe, when set, delivers the raw firmware's and kernel's reported digests,
 	// computed alongside the firmware decode rather than before it.
 	pendingDescribe chan [2]fileJSON
+	// initrdSize is the initrd's size as stat reported it (raw mode), for prefetching the
+	// patched kernel's digest before the initrd is hashed.
+	initrdSize int64
+	// prefetch are the machines about to be measured: their MRTD and kernel digests are
+	// computed while the initrd is still being hashed.
+	prefetch []mr.Machine
+	// early, for an IMAGE, is the work started on its firmware and kernel while the reader
+	// went on to hash the initrd.
+	early *earlyBoot
 }
+
+// earlyBoot starts work on an image's firmware and kernel as soon as the image reader has
+// read them (images.Options.BootFileRead), so that decoding the firmware and hashing both
+// overlap with hashing the initrd. Nothing is used unless the image opens and the bytes are
+// the very ones its Image holds.
+type earlyBoot struct {
+	firmware, kernel *earlyFile
+}
+
+type earlyFile struct {
+	data   []byte
+	sha384 chan []byte
+	// Firmware only: the parsed TDVF metadata, and DeriveEvents' result once it is done.
+	fw      *mr.Firmware
+	fwErr   error
+	derived chan error
+}
+
+// read is the images.Options.BootFileRead callback.
+func (e *earlyBoot) read(role images.Role, data []byte) {
+	f := &earlyFile{data: data, sha384: make(chan []byte, 1)}
+	go func() {
+		s := sha512.Sum384(data)
+		f.sha384 <- s[:]
+	}()
+	switch role {
+	case images.RoleFirmware:
+		f.derived = make(chan error, 1)
+		if f.fw, f.fwErr = mr.ParseFirmware(data); f.fwErr == nil {
+			go func() { f.derived <- f.fw.DeriveEvents() }()
+		} else {
+			f.derived <- nil
+		}
+		e.firmware = f
+	case images.RoleKernel:
+		e.kernel = f
+	}
+}
+
+// of returns the early work on data, or nil when data is not the slice handed over.
+func (f *earlyFile) of(data []byte) *earlyFile {
+	if f == nil || len(f.data) != len(data) || len(data) == 0 || &f.data[0] != &data[0] {
+		return nil
+	}
+	return f
+}
+
+// maxPrefetch bounds how many shapes of a batch are prefetched: the rest are measured as
+// before, once the image is ready.
+const maxPrefetch = 16
 
 type initrdResult struct {
 	digest *mr.InitrdDigest
@@ -59,26 +118,39 @@ type initrdResult struct {
 	err    error
 }
 
-// prepare parses the firmware while the initrd, if still being hashed, finishes.
+// prepare parses the firmware while the initrd, if still being hashed, finishes. The
+// firmware decode, the MRTD and the kernel digests the shapes need all start before waiting
+// for the initrd, so that they run on the other core.
 func (li *loadedImage) prepare() (*mr.Image, error) {
-	type parsed struct {
-		fw  *mr.Firmware
-		err error
+	var fw *mr.Firmware
+	var ferr error
+	derived := make(chan error, 1)
+	if ef := li.earlyFirmware(); ef != nil {
+		fw, ferr, derived = ef.fw, ef.fwErr, ef.derived
+	} else if fw, ferr = mr.ParseFirmware(li.inputs.Firmware); ferr == nil {
+		go func() { derived <- fw.DeriveEvents() }()
+	} else {
+		derived <- nil
 	}
-	fwc := make(chan parsed, 1)
-	go func() {
-		fw, err := mr.ParseFirmware(li.inputs.Firmware)
-		if err == nil {
-			err = fw.DeriveEvents()
-		}
-		fwc <- parsed{fw, err}
-	}()
 	kernel, kerr := mr.PrepareKernel(li.inputs.Kernel)
+	if ferr == nil {
+		if kerr == nil && len(li.prefetch) > 0 {
+			early := li.inputs
+			if li.pendingInitrd != nil {
+				early.Initrd = &mr.InitrdDigest{Size: uint64(li.initrdSize), SHA384: make([]byte, sha512.Size384)}
+			}
+			if im, err := mr.NewImage(fw, kernel, early); err == nil {
+				for _, m := range li.prefetch {
+					im.Prefetch(m)
+				}
+			}
+		}
+	}
 	if li.pendingInitrd != nil {
 		r := <-li.pendingInitrd
 		li.pendingInitrd = nil
 		if r.err != nil {
-			<-fwc
+			<-derived
 			return nil, fmt.Errorf("--initrd: %w", r.err)
 		}
 		li.inputs.Initrd, li.describe.Initrd = r.digest, r.file
@@ -88,14 +160,23 @@ func (li *loadedImage) prepare() (*mr.Image, error) {
 		li.pendingDescribe = nil
 		li.describe.Firmware, li.describe.Kernel = d[0], d[1]
 	}
-	fw := <-fwc
-	if fw.err != nil {
-		return nil, fmt.Errorf("firmware %s: %w", li.describe.Firmware.Path, fw.err)
+	if err := <-derived; ferr == nil && err != nil {
+		ferr = err
+	}
+	if ferr != nil {
+		return nil, fmt.Errorf("firmware %s: %w", li.describe.Firmware.Path, ferr)
 	}
 	if kerr != nil {
 		return nil, fmt.Errorf("kernel %s: %w", li.describe.Kernel.Path, kerr)
 	}
-	return mr.NewImage(fw.fw, kernel, li.inputs)
+	return mr.NewImage(fw, kernel, li.inputs)
+}
+
+func (li *loadedImage) earlyFirmware() *earlyFile {
+	if li.early == nil {
+		return nil
+	}
+	return li.early.firmware.of(li.inputs.Firmware)
 }
 
 type fileJSON struct {
@@ -114,13 +195,29 @@ type inputsJSON struct {
 }
 
 // describeBytes reports a file's size and digests; knownSHA256 (hex), when the image reader
-// already hashed the file, spares hashing it again.
+// already hashed the file, spares hashing it again. The two digests are computed side by side.
 func describeBytes(path string, b []byte, knownSHA256 string) fileJSON {
+	return describeEarly(path, b, knownSHA256, nil)
+}
+
+// describeEarly is describeBytes taking the SHA-384 from early, when early hashed b.
+func describeEarly(path string, b []byte, knownSHA256 string, early *earlyFile) fileJSON {
+	if early = early.of(b); early != nil {
+		if knownSHA256 == "" {
+			s256 := sha256.Sum256(b)
+			knownSHA256 = hex.EncodeToString(s256[:])
+		}
+		return fileJSON{Path: path, Size: uint64(len(b)), SHA256: knownSHA256, SHA384: hex.EncodeToString(<-early.sha384)}
+	}
+	var wg sync.WaitGroup
 	if knownSHA256 == "" {
-		s256 := sha256.Sum256(b)
-		knownSHA256 = hex.EncodeToString(s256[:])
+		wg.Go(func() {
+			s256 := sha256.Sum256(b)
+			knownSHA256 = hex.EncodeToString(s256[:])
+		})
 	}
 	s384 := sha512.Sum384(b)
+	wg.Wait()
 	return fileJSON{Path: path, Size: uint64(len(b)), SHA256: knownSHA256, SHA384: hex.EncodeToString(s384[:])}
 }
 
@@ -154,7 +251,22 @@ func loadImage(c *cli.Context, log *logrus.Logger) (*loadedImage, error) {
 		return nil, err
 	}
 	li.inputs.KernelHeaderNormalized = c.Bool("kernel-header-normalized")
+	li.prefetch = prefetchMachines(c)
 	return li, nil
+}
+
+// prefetchMachines are the first shapes the command line asks for (none when its shape
+// flags are wrong: the command reports that itself).
+func prefetchMachines(c *cli.Context) []mr.Machine {
+	shapes, err := machineShapes(c)
+	if err != nil {
+		return nil
+	}
+	var out []mr.Machine
+	for _, s := range shapes[:min(len(shapes), maxPrefetch)] {
+		out = append(out, mr.Machine{MachineConfig: s.Config, TwoPassAddPages: s.TwoPass, NoKernelPatch: s.NoKernelPatch, QEMUBuild: s.QEMUBuild})
+	}
+	return out
 }
 
 // Limits on raw inputs, checked before anything is read into memory. Real OVMF images are
@@ -188,45 +300,69 @@ func openRegular(flag, path string, limit int64) (*os.File, int64, error) {
 	return f, st.Size(), nil
 }
 
-func readRegular(flag, path string, limit int64) ([]byte, error) {
-	f, _, err := openRegular(flag, path, limit)
-	if err != nil {
-		return nil, err
+// readOpened reads an opened regular file of the given (stat) size into one buffer of that
+// size. It reads to the limit, not the size: a file growing while read is either read whole
+// or refused.
+func readOpened(flag, path string, f *os.File, size, limit int64) ([]byte, error) {
+	b := make([]byte, size, size+1)
+	n, err := io.ReadFull(f, b)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		// Shrunk while being read: what is there is the file.
+		return b[:n], nil
 	}
-	defer f.Close()
-	// Read to the limit, not the size: a file growing while read is either read whole or refused.
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("--%s %s: %w", flag, path, err)
 	}
+	// Anything past the stat size: the file grew. Read the rest with the usual growth.
+	var probe [1]byte
+	if k, _ := f.Read(probe[:]); k == 0 {
+		return b, nil
+	}
+	rest, err := io.ReadAll(io.LimitReader(f, limit-size))
+	if err != nil {
+		return nil, fmt.Errorf("--%s %s: %w", flag, path, err)
+	}
+	b = append(append(b, probe[0]), rest...)
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("--%s %s: grew past the %d MiB limit while being read", flag, path, limit>>20)
 	}
 	return b, nil
 }
 
+// readRegular opens and reads a regular file for flag in one sized buffer (see readOpened).
+func readRegular(flag, path string, limit int64) ([]byte, error) {
+	f, size, err := openRegular(flag, path, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readOpened(flag, path, f, size, limit)
+}
+
 func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, error) {
-	fw, err := readRegular("firmware", fwPath, maxFirmwareBytes)
+	// Every input is checked before any is read.
+	fwFile, fwSize, err := openRegular("firmware", fwPath, maxFirmwareBytes)
 	if err != nil {
 		return nil, err
 	}
-	kernel, err := readRegular("kernel", kernelPath, maxKernelBytes)
+	defer fwFile.Close()
+	kFile, kSize, err := openRegular("kernel", kernelPath, maxKernelBytes)
 	if err != nil {
 		return nil, err
 	}
+	defer kFile.Close()
 	img := &loadedImage{
-		inputs:          mr.Inputs{Firmware: fw, Kernel: kernel, Cmdline: cmdline},
+		inputs:          mr.Inputs{Cmdline: cmdline},
 		describe:        inputsJSON{Source: "raw", Firmware: fileJSON{Path: fwPath}, Kernel: fileJSON{Path: kernelPath}, Cmdline: cmdline},
 		pendingDescribe: make(chan [2]fileJSON, 1),
 	}
-	go func() {
-		img.pendingDescribe <- [2]fileJSON{describeBytes(fwPath, fw, ""), describeBytes(kernelPath, kernel, "")}
-	}()
 	if initrdPath != "" {
-		f, _, err := openRegular("initrd", initrdPath, 0)
+		f, size, err := openRegular("initrd", initrdPath, 0)
 		if err != nil {
 			return nil, err
 		}
+		// The initrd's hash is the longest single chain of work: it starts first.
+		img.initrdSize = size
 		img.pendingInitrd = make(chan initrdResult, 1)
 		go func() {
 			defer f.Close()
@@ -234,6 +370,23 @@ func loadRaw(fwPath, kernelPath, initrdPath, cmdline string) (*loadedImage, erro
 			img.pendingInitrd <- initrdResult{d, fj, err}
 		}()
 	}
+	fw, err := readOpened("firmware", fwPath, fwFile, fwSize, maxFirmwareBytes)
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := readOpened("kernel", kernelPath, kFile, kSize, maxKernelBytes)
+	if err != nil {
+		return nil, err
+	}
+	img.inputs.Firmware, img.inputs.Kernel = fw, kernel
+	go func() {
+		var d [2]fileJSON
+		var wg sync.WaitGroup
+		wg.Go(func() { d[0] = describeBytes(fwPath, fw, "") })
+		d[1] = describeBytes(kernelPath, kernel, "")
+		wg.Wait()
+		img.pendingDescribe <- d
+	}()
 	return img, nil
 }
 
@@ -287,6 +440,16 @@ func openImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, 
 	return openImageWith(c, path, log, imageOptions(c, log))
 }
 
+// openImageEarly is openImage handing the firmware and kernel to early as soon as they are
+// read.
+func openImageEarly(c *cli.Context, path string, log *logrus.Logger, early *earlyBoot) (*images.Image, error) {
+	opts := imageOptions(c, log)
+	if early != nil {
+		opts.BootFileRead = early.read
+	}
+	return openImageWith(c, path, log, opts)
+}
+
 // openImageWith is openImage with the options already chosen.
 func openImageWith(c *cli.Context, path string, log *logrus.Logger, opts images.Options) (*images.Image, error) {
 	unchecked := !opts.VerifyChecksums && !opts.ChecksumsReportOnly
@@ -323,7 +486,11 @@ func openImageWith(c *cli.Context, path string, log *logrus.Logger, opts images.
 // openMeasuredImage opens IMAGE for a command that measures it: refused when its firmware
 // generation is not modelled or its metadata contradicts --kernel-header-normalized.
 func openMeasuredImage(c *cli.Context, path string, log *logrus.Logger) (*images.Image, error) {
-	img, err := openImage(c, path, log)
+	return openMeasuredImageEarly(c, path, log, nil)
+}
+
+func openMeasuredImageEarly(c *cli.Context, path string, log *logrus.Logger, early *earlyBoot) (*images.Image, error) {
+	img, err := openImageEarly(c, path, log, early)
 	if err != nil {
 		return nil, err
 	}
@@ -337,11 +504,14 @@ func openMeasuredImage(c *cli.Context, path string, log *logrus.Logger) (*images
 }
 
 func loadImageArg(c *cli.Context, path string, log *logrus.Logger) (*loadedImage, error) {
-	img, err := openMeasuredImage(c, path, log)
+	early := &earlyBoot{}
+	img, err := openMeasuredImageEarly(c, path, log, early)
 	if err != nil {
 		return nil, err
 	}
-	return fromImage(img), nil
+	li := fromImageEarly(img, early)
+	li.prefetch = prefetchMachines(c)
+	return li, nil
 }
 
 // checkOVMFVariant refuses firmware generations whose RTMR0 is not modelled.
@@ -356,8 +526,12 @@ func checkOVMFVariant(v string) error {
 	return fmt.Errorf("metadata.json ovmf_variant %q: unknown firmware generation (known: pre202505; stable202505 is not supported yet)", v)
 }
 
-func fromImage(img *images.Image) *loadedImage {
+func fromImageEarly(img *images.Image, early *earlyBoot) *loadedImage {
+	if early == nil {
+		early = &earlyBoot{}
+	}
 	li := &loadedImage{
+		early:       early,
 		inputs:      mr.InputsFromImage(img),
 		osImageHash: img.OSImageHash,
 		checksumsVerified: func() *bool {
@@ -366,8 +540,8 @@ func fromImage(img *images.Image) *loadedImage {
 		}(),
 		describe: inputsJSON{
 			Source:   img.Source,
-			Firmware: describeBytes(img.Metadata.Bios, img.Firmware, fileSHA256(img, img.Metadata.Bios)),
-			Kernel:   describeBytes(img.Metadata.Kernel, img.Kernel, fileSHA256(img, img.Metadata.Kernel)),
+			Firmware: describeEarly(img.Metadata.Bios, img.Firmware, fileSHA256(img, img.Metadata.Bios), early.firmware),
+			Kernel:   describeEarly(img.Metadata.Kernel, img.Kernel, fileSHA256(img, img.Metadata.Kernel), early.kernel),
 			Cmdline:  img.Cmdline,
 		},
 	}
