@@ -352,8 +352,10 @@ type AttestationVerification struct {
 	VCPUs               int    `json:"vcpus,omitempty"`
 	VCPUType            string `json:"vcpu_type,omitempty"`
 	GuestFeatures       uint64 `json:"guest_features,omitempty"`
-	// OSImageHash and where it comes from: "measurement-document" (SHA-256 of the sha256sum.txt
-	// that lists the measured document) or "vm_config" (host-supplied, legacy form).
+	// OSImageHash and where it comes from: "pinned-document" (the os_image_hash the relying
+	// party pinned, the SHA-256 of the sha256sum.txt that lists the measured document),
+	// "image" (the expected image given), "measurement-document" (the VM's own document names
+	// it, not pinned: not verified) or "vm_config" (host-supplied, legacy form).
 	OSImageHash       string         `json:"os_image_hash,omitempty"`
 	OSImageHashSource string         `json:"os_image_hash_source,omitempty"`
 	App               *AppFacts      `json:"app,omitempty"`
@@ -429,7 +431,7 @@ func VerifyAttestation(a *Attestation, opts AttestationOptions) (*AttestationVer
 		if opts.Image != nil {
 			// Only a MEASUREMENT that matched the expected image's own document says that image
 			// is what runs.
-			if measured {
+			if measured && opts.ImageOSImageHash != "" {
 				v.OSImageHash, v.OSImageHashSource = opts.ImageOSImageHash, "image"
 			}
 		} else if doc.Legacy {
@@ -461,8 +463,19 @@ func VerifyAttestation(a *Attestation, opts AttestationOptions) (*AttestationVer
 	}
 	if opts.ExpectedOSImageHash != "" {
 		bound := v.OSImageHashSource == "measurement-document" || v.OSImageHashSource == "image"
-		ok = v.check("expected-os-image-hash", bound && strings.EqualFold(opts.ExpectedOSImageHash, v.OSImageHash),
-			"expected %s, attested %s (from %s)", opts.ExpectedOSImageHash, orNone(v.OSImageHash), orNone(v.OSImageHashSource)) && ok
+		pinned := v.check("expected-os-image-hash", bound && strings.EqualFold(opts.ExpectedOSImageHash, v.OSImageHash),
+			"expected %s, attested %s (from %s)", opts.ExpectedOSImageHash, orNone(v.OSImageHash), orNone(v.OSImageHashSource))
+		ok = pinned && ok
+		if pinned && v.OSImageHashSource == "measurement-document" {
+			v.OSImageHashSource = "pinned-document"
+		}
+	} else if opts.Image == nil {
+		// The one identity rule (as for TDX): the launch document came from the host's
+		// vm_config, so the image it names is the relying party's only once they pin it.
+		ok = false
+		v.NotChecked = append(v.NotChecked, ReportCheck{Name: "os-image-identity", Detail: fmt.Sprintf(
+			"required: the launch document comes from the VM's own vm_config (host-supplied) and names os_image_hash %s; "+
+				"pin that hash with --os-image-hash if it is the image you expect, or give the image (IMAGE) to measure", orNone(v.OSImageHash))})
 	}
 	v.NotChecked = append(v.NotChecked,
 		ReportCheck{Name: "runtime-events", Detail: "SEV-SNP has no runtime measurement register: the runtime events are host-supplied, not attested"},

@@ -42,8 +42,18 @@ func TestVerifyRealAttestation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !v.Verified || v.OSImageHashSource != "vm_config" || v.App == nil || v.App.AppID != "86e59625be93207bc2351c4d1bba20037cec8e16" {
+	// Its launch inputs are the host's (legacy inline form): every check holds, but nothing the
+	// relying party gave anchors the image, so it is not verified (the one identity rule).
+	if v.Verified || len(failedChecks(v)) != 0 || !notChecked(v, "os-image-identity") || v.OSImageHashSource != "vm_config" || v.App == nil || v.App.AppID != "86e59625be93207bc2351c4d1bba20037cec8e16" {
 		t.Errorf("SCALE: verified %v (failed %v), os_image_hash from %s, app %+v", v.Verified, failedChecks(v), v.OSImageHashSource, v.App)
+	}
+	// With the relying party's own launch document it verifies.
+	doc, err := Decode(readShared(t, "sev-snp/extracted/measurement.snp.cbor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := VerifyAttestation(bin, AttestationOptions{ReportOptions: ReportOptions{VCEK: vcek, ASK: ask, Now: captureTime}, Image: doc}); err != nil || !v.Verified {
+		t.Errorf("SCALE with the relying party's document: %v, failed %v, not checked %v", err, failedChecks(v), v.NotChecked)
 	}
 
 	js, err := ReadAttestation(readShared(t, "sev-snp/sev-snp-attestation.json"))
@@ -53,14 +63,21 @@ func TestVerifyRealAttestation(t *testing.T) {
 	if !bytes.Equal(js.Report, bin.Report) {
 		t.Error("the two forms carry different reports")
 	}
+	sums := sha256.Sum256(readShared(t, "sev-snp/extracted/sha256sum.snp-only.txt"))
+	imageHash := hex.EncodeToString(sums[:])
 	v, err = VerifyAttestation(js, AttestationOptions{ReportOptions: ReportOptions{Now: captureTime}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums := sha256.Sum256(readShared(t, "sev-snp/extracted/sha256sum.snp-only.txt"))
-	imageHash := hex.EncodeToString(sums[:])
-	if !v.Verified || v.OSImageHashSource != "measurement-document" || v.OSImageHash != imageHash {
-		t.Errorf("JSON: verified %v (failed %v), os_image_hash %s from %s", v.Verified, failedChecks(v), v.OSImageHash, v.OSImageHashSource)
+	if v.Verified || len(failedChecks(v)) != 0 || !notChecked(v, "os-image-identity") || v.OSImageHashSource != "measurement-document" || v.OSImageHash != imageHash {
+		t.Errorf("JSON, nothing pinned: verified %v (failed %v), os_image_hash %s from %s", v.Verified, failedChecks(v), v.OSImageHash, v.OSImageHashSource)
+	}
+	v, err = VerifyAttestation(js, AttestationOptions{ReportOptions: ReportOptions{Now: captureTime}, ExpectedOSImageHash: imageHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Verified || v.OSImageHashSource != "pinned-document" || v.OSImageHash != imageHash {
+		t.Errorf("JSON, pinned: verified %v (failed %v), os_image_hash %s from %s", v.Verified, failedChecks(v), v.OSImageHash, v.OSImageHashSource)
 	}
 	// A legacy os_image_hash is never accepted as the expected image; the bound one is.
 	for _, c := range []struct {
@@ -148,4 +165,13 @@ func TestEndorsementsFromCertTable(t *testing.T) {
 	if _, _, err := (&Attestation{CertChain: [][]byte{[]byte("junk")}}).Endorsements(); err == nil {
 		t.Error("junk cert chain entry accepted")
 	}
+}
+
+func notChecked(v *AttestationVerification, name string) bool {
+	for _, n := range v.NotChecked {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -236,16 +236,22 @@ func TestVerifySNP(t *testing.T) {
 	bin := testvectors.Shared(t, "sev-snp/sev_snp_attestation.bin")
 	vcek, ask := testvectors.Shared(t, "sev-snp/sev_snp_vcek.pem"), testvectors.Shared(t, "sev-snp/sev_snp_ask.pem")
 	const at = "2026-07-01T00:00:00Z"
+	snpDoc := testvectors.Shared(t, "sev-snp/extracted/measurement.snp.cbor")
+	// The relying party's pin: the SHA-256 of the capture's sha256sum.txt, which lists its document.
+	sums := sha256.Sum256(testvectors.ReadShared(t, "sev-snp/extracted/sha256sum.snp-only.txt"))
+	snpCaptureImageHash := hex.EncodeToString(sums[:])
 	for _, c := range []struct {
 		name string
 		args []string
 		code int
 		want string
 	}{
-		{"json", []string{"--attestation", js, "--time", at, "--json"}, 0, `"verified": true`},
-		{"scale", []string{"--attestation", bin, "--vcek", vcek, "--ask", ask, "--time", at, "--app-id", "86e59625be93207bc2351c4d1bba20037cec8e16"}, 0, "VERIFIED (dstack-amd-sev-snp)"},
+		{"json, pinned", []string{"--attestation", js, "--time", at, "--json", "--os-image-hash", snpCaptureImageHash}, 0, `"verified": true`},
+		{"json, nothing pinned", []string{"--attestation", js, "--time", at}, 3, "os-image-identity"},
+		{"scale, your document", []string{"--attestation", bin, "--vcek", vcek, "--ask", ask, "--time", at, "--measurement", snpDoc, "--app-id", "86e59625be93207bc2351c4d1bba20037cec8e16"}, 0, "VERIFIED (dstack-amd-sev-snp)"},
+		{"scale, host's inputs only", []string{"--attestation", bin, "--vcek", vcek, "--ask", ask, "--time", at}, 3, "os-image-identity"},
 		{"scale without certificates", []string{"--attestation", bin, "--time", at}, 1, "no VCEK/ASK"},
-		{"wrong app id", []string{"--attestation", js, "--time", at, "--app-id", "00"}, 3, "FAIL expected-app-id"},
+		{"wrong app id", []string{"--attestation", js, "--time", at, "--app-id", "00", "--os-image-hash", snpCaptureImageHash}, 3, "FAIL expected-app-id"},
 		{"other image", []string{"--attestation", js, "--time", at, snpImage(t, true)}, 3, "FAIL measurement"},
 		{"tdx flag", []string{"--attestation", js, "--memory", "4G"}, 1, "--memory does not apply to an SEV-SNP attestation"},
 	} {

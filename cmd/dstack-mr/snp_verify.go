@@ -22,7 +22,7 @@ func snpVerifyFlags() []cli.Flag {
 }
 
 // snpVerifyOnlyFlags are verify's flags that only TDX attestations use.
-var snpRefusedVerifyFlags = []string{"quote", "info", "event-log", "vm-config", "measurement", "collateral", "tcb-policy"}
+var snpRefusedVerifyFlags = []string{"quote", "info", "event-log", "vm-config", "collateral", "tcb-policy"}
 
 // verifySNPAttestation verifies --attestation when it is dstack's SEV-SNP attestation; handled is
 // false for anything else (TDX forms go on to verify.Verify).
@@ -71,6 +71,20 @@ func verifySNPAttestation(c *cli.Context, log *logrus.Logger) (handled bool, err
 	opts.ExpectedOSImageHash = strings.TrimPrefix(strings.TrimSpace(c.String("os-image-hash")), "0x")
 	if c.NArg() > 1 {
 		return true, fmt.Errorf("verify takes at most one IMAGE, got %d arguments", c.NArg())
+	}
+	if c.NArg() == 1 && c.String("measurement") != "" {
+		return true, fmt.Errorf("give IMAGE or --measurement (measurement.snp.cbor), not both")
+	}
+	if p := c.String("measurement"); p != "" {
+		// The relying party's own launch document: MEASUREMENT is predicted from it, as a
+		// TDX lite verification from a measurement.tdx.cbor they trust.
+		b, err := readRegular("measurement", p, 1<<20)
+		if err != nil {
+			return true, err
+		}
+		if opts.Image, err = snp.Decode(b); err != nil {
+			return true, fmt.Errorf("--measurement %s: %w", p, err)
+		}
 	}
 	if c.NArg() == 1 {
 		// Full mode: the expected image's own SEV-SNP document.
@@ -130,7 +144,13 @@ func printSNPVerification(w io.Writer, v *snp.AttestationVerification) {
 		fmt.Fprintf(w, "  --   %-28s %s\n", c.Name, c.Detail)
 	}
 	if v.OSImageHash != "" {
-		fmt.Fprintf(w, "os_image_hash: %s (from %s)\n", v.OSImageHash, v.OSImageHashSource)
+		why := map[string]string{
+			"pinned-document":      "pinned by you (--os-image-hash), bound to the measured document by its sha256sum.txt",
+			"image":                "the expected image's, whose document the MEASUREMENT matched",
+			"measurement-document": "named by the VM's own document (host-supplied), not pinned by you",
+			"vm_config":            "vm_config's (host-supplied), attested by nothing",
+		}[v.OSImageHashSource]
+		fmt.Fprintf(w, "os_image_hash: %s (%s)\n", v.OSImageHash, why)
 	}
 	if a := v.App; a != nil {
 		fmt.Fprintf(w, "app (mr_config, bound by HOST_DATA): app_id %s, compose_hash %s, instance_id %s, key_provider %s\n", orDash(a.AppID), orDash(a.ComposeHash), orDash(a.InstanceID), orDash(a.KeyProvider))
