@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -13,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dstack-mr/dstack-mr/internal/scale"
 	"github.com/google/go-sev-guest/abi"
 )
 
@@ -58,80 +58,14 @@ func ReadAttestation(data []byte) (*Attestation, error) {
 	return DecodeAttestation(data)
 }
 
-type scale struct {
-	b   []byte
-	off int
-}
-
-func (r *scale) take(n uint64, field string) ([]byte, error) {
-	if n > uint64(len(r.b)-r.off) {
-		return nil, fmt.Errorf("attestation %s: truncated at offset %d (needs %d bytes)", field, r.off, n)
-	}
-	v := r.b[r.off : r.off+int(n)]
-	r.off += int(n)
-	return v, nil
-}
-
-func (r *scale) compact(field string) (uint64, error) {
-	b, err := r.take(1, field)
-	if err != nil {
-		return 0, err
-	}
-	switch b[0] & 3 {
-	case 0:
-		return uint64(b[0] >> 2), nil
-	case 1:
-		c, err := r.take(1, field)
-		if err != nil {
-			return 0, err
-		}
-		return uint64(binary.LittleEndian.Uint16([]byte{b[0], c[0]}) >> 2), nil
-	case 2:
-		c, err := r.take(3, field)
-		if err != nil {
-			return 0, err
-		}
-		return uint64(binary.LittleEndian.Uint32([]byte{b[0], c[0], c[1], c[2]}) >> 2), nil
-	}
-	n := uint64(b[0]>>2) + 4
-	if n > 8 {
-		return 0, fmt.Errorf("attestation %s: compact integer of %d bytes", field, n)
-	}
-	c, err := r.take(n, field)
-	if err != nil {
-		return 0, err
-	}
-	var v uint64
-	for i := len(c) - 1; i >= 0; i-- {
-		v = v<<8 | uint64(c[i])
-	}
-	return v, nil
-}
-
-func (r *scale) bytes(field string) ([]byte, error) {
-	n, err := r.compact(field + " length")
-	if err != nil {
-		return nil, err
-	}
-	return r.take(n, field)
-}
-
-func (r *scale) count(field string) (uint64, error) {
-	n, err := r.compact(field)
-	if err == nil && n > uint64(len(r.b)-r.off) {
-		err = fmt.Errorf("attestation %s %d: beyond the input", field, n)
-	}
-	return n, err
-}
-
 // DecodeAttestation decodes the SCALE form: version 0, quote variant 3 (report, cert chain,
 // mr_config), runtime events, report_data, config.
 func DecodeAttestation(raw []byte) (*Attestation, error) {
 	if len(raw) > maxAttestationBytes {
 		return nil, fmt.Errorf("attestation: %d bytes, over the %d-byte limit", len(raw), maxAttestationBytes)
 	}
-	r := &scale{b: raw}
-	head, err := r.take(2, "variant")
+	r := scale.NewReader(raw, "attestation ")
+	head, err := r.Take(2, "variant")
 	if err != nil {
 		return nil, err
 	}
@@ -142,49 +76,49 @@ func DecodeAttestation(raw []byte) (*Attestation, error) {
 		return nil, fmt.Errorf("attestation: quote variant %d: %w", head[1], ErrNotSNP)
 	}
 	a := &Attestation{}
-	if a.Report, err = r.bytes("report"); err != nil {
+	if a.Report, err = r.Bytes("report"); err != nil {
 		return nil, err
 	}
-	n, err := r.count("cert_chain count")
+	n, err := r.Count("cert_chain count")
 	if err != nil {
 		return nil, err
 	}
 	for i := uint64(0); i < n; i++ {
-		c, err := r.bytes(fmt.Sprintf("cert_chain[%d]", i))
+		c, err := r.Bytes(fmt.Sprintf("cert_chain[%d]", i))
 		if err != nil {
 			return nil, err
 		}
 		a.CertChain = append(a.CertChain, c)
 	}
-	mc, err := r.bytes("mr_config")
+	mc, err := r.Bytes("mr_config")
 	if err != nil {
 		return nil, err
 	}
 	a.MRConfig = string(mc)
-	if n, err = r.count("runtime event count"); err != nil {
+	if n, err = r.Count("runtime event count"); err != nil {
 		return nil, err
 	}
 	for i := uint64(0); i < n; i++ {
-		name, err := r.bytes(fmt.Sprintf("runtime event %d name", i))
+		name, err := r.Bytes(fmt.Sprintf("runtime event %d name", i))
 		if err != nil {
 			return nil, err
 		}
-		p, err := r.bytes(fmt.Sprintf("runtime event %d payload", i))
+		p, err := r.Bytes(fmt.Sprintf("runtime event %d payload", i))
 		if err != nil {
 			return nil, err
 		}
 		a.RuntimeEvents = append(a.RuntimeEvents, RuntimeEvent{Event: string(name), Payload: p})
 	}
-	if a.ReportData, err = r.take(64, "report_data"); err != nil {
+	if a.ReportData, err = r.Take(64, "report_data"); err != nil {
 		return nil, err
 	}
-	cfg, err := r.bytes("config")
+	cfg, err := r.Bytes("config")
 	if err != nil {
 		return nil, err
 	}
 	a.Config = string(cfg)
-	if r.off != len(raw) {
-		return nil, fmt.Errorf("attestation: %d bytes after its end", len(raw)-r.off)
+	if r.Offset() != len(raw) {
+		return nil, fmt.Errorf("attestation: %d bytes after its end", len(raw)-r.Offset())
 	}
 	return a, nil
 }

@@ -1,12 +1,13 @@
 package verify
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/dstack-mr/dstack-mr/internal/scale"
 )
 
 // dstack's KMS and verifier take an attestation as {"attestation": "<hex>"}: a versioned
@@ -315,77 +316,9 @@ func decodeMsgpackAttestation(raw []byte) (*binAttestation, error) {
 
 // --- SCALE -----------------------------------------------------------------------------------
 
-type scaleReader struct {
-	b   []byte
-	off int
-}
-
-func (r *scaleReader) take(n uint64, field string) ([]byte, error) {
-	if n > uint64(len(r.b)-r.off) {
-		return nil, fmt.Errorf("%s: truncated at offset %d (needs %d bytes)", field, r.off, n)
-	}
-	v := r.b[r.off : r.off+int(n)]
-	r.off += int(n)
-	return v, nil
-}
-
-// compact decodes SCALE's compact integer: the low two bits select 1, 2 or 4 bytes, or a
-// following big integer of (upper six bits + 4) bytes.
-func (r *scaleReader) compact(field string) (uint64, error) {
-	b, err := r.take(1, field)
-	if err != nil {
-		return 0, err
-	}
-	switch b[0] & 3 {
-	case 0:
-		return uint64(b[0] >> 2), nil
-	case 1:
-		c, err := r.take(1, field)
-		if err != nil {
-			return 0, err
-		}
-		return uint64(binary.LittleEndian.Uint16([]byte{b[0], c[0]}) >> 2), nil
-	case 2:
-		c, err := r.take(3, field)
-		if err != nil {
-			return 0, err
-		}
-		return uint64(binary.LittleEndian.Uint32([]byte{b[0], c[0], c[1], c[2]}) >> 2), nil
-	}
-	n := uint64(b[0]>>2) + 4
-	if n > 8 {
-		return 0, fmt.Errorf("%s: compact integer of %d bytes", field, n)
-	}
-	c, err := r.take(n, field)
-	if err != nil {
-		return 0, err
-	}
-	var v uint64
-	for i := len(c) - 1; i >= 0; i-- {
-		v = v<<8 | uint64(c[i])
-	}
-	return v, nil
-}
-
-func (r *scaleReader) bytes(field string) ([]byte, error) {
-	n, err := r.compact(field + " length")
-	if err != nil {
-		return nil, err
-	}
-	return r.take(n, field)
-}
-
-func (r *scaleReader) u32(field string) (uint32, error) {
-	b, err := r.take(4, field)
-	if err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint32(b), nil
-}
-
 func decodeSCALEAttestation(raw []byte) (*binAttestation, error) {
-	r := &scaleReader{b: raw}
-	head, err := r.take(2, "variant")
+	r := scale.NewReader(raw, "")
+	head, err := r.Take(2, "variant")
 	if err != nil {
 		return nil, err
 	}
@@ -396,10 +329,10 @@ func decodeSCALEAttestation(raw []byte) (*binAttestation, error) {
 		return nil, fmt.Errorf("platform variant %d: only 0 (TDX) is supported", head[1])
 	}
 	a := &binAttestation{encoding: "SCALE"}
-	if a.quote, err = r.bytes("quote"); err != nil {
+	if a.quote, err = r.Bytes("quote"); err != nil {
 		return nil, err
 	}
-	n, err := r.compact("event count")
+	n, err := r.Compact("event count")
 	if err != nil {
 		return nil, err
 	}
@@ -409,21 +342,21 @@ func decodeSCALEAttestation(raw []byte) (*binAttestation, error) {
 	for i := uint64(0); i < n; i++ {
 		var ev binEvent
 		f := fmt.Sprintf("event %d", i)
-		if ev.IMR, err = r.u32(f + " imr"); err != nil {
+		if ev.IMR, err = r.U32(f + " imr"); err != nil {
 			return nil, err
 		}
-		if ev.EventType, err = r.u32(f + " event_type"); err != nil {
+		if ev.EventType, err = r.U32(f + " event_type"); err != nil {
 			return nil, err
 		}
-		d, err := r.bytes(f + " digest")
+		d, err := r.Bytes(f + " digest")
 		if err != nil {
 			return nil, err
 		}
-		name, err := r.bytes(f + " event")
+		name, err := r.Bytes(f + " event")
 		if err != nil {
 			return nil, err
 		}
-		p, err := r.bytes(f + " event_payload")
+		p, err := r.Bytes(f + " event_payload")
 		if err != nil {
 			return nil, err
 		}
@@ -431,7 +364,7 @@ func decodeSCALEAttestation(raw []byte) (*binAttestation, error) {
 		a.events = append(a.events, ev)
 	}
 	// Runtime events repeat the RTMR3 entries of the log; they are read and set aside.
-	rn, err := r.compact("runtime event count")
+	rn, err := r.Compact("runtime event count")
 	if err != nil {
 		return nil, err
 	}
@@ -439,23 +372,23 @@ func decodeSCALEAttestation(raw []byte) (*binAttestation, error) {
 		return nil, fmt.Errorf("runtime event count %d beyond the input", rn)
 	}
 	for i := uint64(0); i < rn; i++ {
-		if _, err := r.bytes(fmt.Sprintf("runtime event %d name", i)); err != nil {
+		if _, err := r.Bytes(fmt.Sprintf("runtime event %d name", i)); err != nil {
 			return nil, err
 		}
-		if _, err := r.bytes(fmt.Sprintf("runtime event %d payload", i)); err != nil {
+		if _, err := r.Bytes(fmt.Sprintf("runtime event %d payload", i)); err != nil {
 			return nil, err
 		}
 	}
-	if a.reportData, err = r.take(64, "report_data"); err != nil {
+	if a.reportData, err = r.Take(64, "report_data"); err != nil {
 		return nil, err
 	}
-	cfg, err := r.bytes("config")
+	cfg, err := r.Bytes("config")
 	if err != nil {
 		return nil, err
 	}
 	a.config = string(cfg)
-	if r.off != len(raw) {
-		return nil, fmt.Errorf("%d bytes after the attestation", len(raw)-r.off)
+	if r.Offset() != len(raw) {
+		return nil, fmt.Errorf("%d bytes after the attestation", len(raw)-r.Offset())
 	}
 	return a, nil
 }
