@@ -58,6 +58,11 @@ type Config struct {
 	MaxConcurrent  int           // verifications at once; beyond it 503 (default DefaultMaxConcurrent)
 	RequestTimeout time.Duration // per-request deadline (default DefaultRequestTimeout)
 
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout bound how long a client may take to send
+	// its headers, its whole request, and keep an idle connection (defaults 5 s, 30 s, 60 s):
+	// a slow client cannot hold a connection.
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
+
 	// Now is the time certificates and collateral must be valid at (nil: time.Now).
 	Now func() time.Time
 	// Log receives one line per request (nil: logrus's standard logger).
@@ -91,6 +96,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.ReadHeaderTimeout, 5 * time.Second}, {&cfg.ReadTimeout, 30 * time.Second}, {&cfg.IdleTimeout, 60 * time.Second}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -115,17 +128,15 @@ func (s *Server) Handler() http.Handler {
 }
 
 // HTTPServer is an http.Server for the API with timeouts that keep a slow client from holding
-// a connection: the header within 5 s, the whole body within 30 s, the answer written within
-// the request deadline plus 10 s, idle connections closed after 60 s.
+// a connection (Config's), the answer written within the request deadline plus 10 s.
 func (s *Server) HTTPServer() *http.Server {
 	return &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      s.cfg.RequestTimeout + 10*time.Second,
-		IdleTimeout:       60 * time.Second,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.ReadTimeout + s.cfg.RequestTimeout + 10*time.Second,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
 	}
 }
 
