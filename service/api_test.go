@@ -171,7 +171,7 @@ func TestMissingInputs(t *testing.T) {
 func TestMalformedBodies(t *testing.T) {
 	_, base, c := liteServer(t, Config{MaxBodyBytes: 64 << 10})
 	full := testvectors.ReadShared(t, liteGetQuote)
-	deep := strings.Repeat(`{"a":`, 12000) + "1" + strings.Repeat("}", 12000)
+	deep := strings.Repeat(`{"a":`, 10500) + "1" + strings.Repeat("}", 10500)
 	deepArr := `{"quote": ` + strings.Repeat("[", 30000) + strings.Repeat("]", 30000) + `}`
 	for _, c2 := range []struct {
 		name string
