@@ -295,3 +295,5 @@ func (s *syncBuffer) String() string {
 }
 
 func jsonFormatter() logrus.Formatter { return &logrus.JSONFormatter{} }
+
+func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }

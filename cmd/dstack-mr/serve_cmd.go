@@ -65,6 +65,13 @@ func serveCommand(log *logrus.Logger) *cli.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
+			if cfg.Collateral != nil {
+				for f, next := range cfg.Collateral.NextUpdate {
+					if next.Before(cfg.Now()) {
+						access.WithFields(logrus.Fields{"fmspc": f, "next_update": next}).Warn("collateral expired: quotes of this FMSPC are answered \"Internal error\" until it is refreshed")
+					}
+				}
+			}
 			access.WithFields(logrus.Fields{"listen": l.Addr().String(), "version": cfg.ToolVersion}).Info("serving")
 			err = service.Serve(ctx, srv.HTTPServer(), l, c.String("tls-cert"), c.String("tls-key"), c.Duration("drain-timeout"))
 			if err != nil {
@@ -79,7 +86,7 @@ func serveCommand(log *logrus.Logger) *cli.Command {
 // serveConfig reads serve's flags; every file is read and checked before listening.
 func serveConfig(c *cli.Context) (*service.Config, error) {
 	cfg := &service.Config{ToolVersion: toolVersion(), SchemaVersion: jsonSchemaVersion,
-		MaxConcurrent: c.Int("max-concurrent"), RequestTimeout: c.Duration("request-timeout")}
+		MaxConcurrent: c.Int("max-concurrent"), RequestTimeout: c.Duration("request-timeout"), Now: time.Now}
 	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
 		return nil, errors.New("give --tls-cert and --tls-key together")
 	}
