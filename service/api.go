@@ -123,13 +123,14 @@ func parseVerifyRequest(body []byte) (attestation []byte, missing string, err er
 			return nil, "", badf("debug: want true or false")
 		}
 	}
+	// The object verify reads is assembled from the fields as received (already valid JSON,
+	// hex checked), not re-encoded: the body is parsed once here and once by verify.
 	if present(req.Attestation) {
 		h, err := hexField("attestation", req.Attestation)
 		if err != nil {
 			return nil, "", err
 		}
-		b, _ := json.Marshal(map[string]string{"attestation": h})
-		return b, "", nil
+		return assemble("attestation", `"`+h+`"`), "", nil
 	}
 	if !present(req.Quote) {
 		return nil, "Quote is required", nil
@@ -144,16 +145,29 @@ func parseVerifyRequest(body []byte) (attestation []byte, missing string, err er
 	if err := stringOr(req.EventLog, "event_log", '['); err != nil {
 		return nil, "", err
 	}
-	g := map[string]json.RawMessage{"event_log": req.EventLog}
-	g["quote"], _ = json.Marshal(q)
+	fields := []string{"quote", `"` + q + `"`, "event_log", string(req.EventLog)}
 	if present(req.VMConfig) {
 		if err := stringOr(req.VMConfig, "vm_config", '{'); err != nil {
 			return nil, "", err
 		}
-		g["vm_config"] = req.VMConfig
+		fields = append(fields, "vm_config", string(req.VMConfig))
 	}
-	b, err := json.Marshal(g)
-	return b, "", err
+	return assemble(fields...), "", nil
+}
+
+// assemble writes {"k1": v1, ...} from keys and JSON values that are already valid.
+func assemble(kv ...string) []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i := 0; i < len(kv); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"` + kv[i] + `":`)
+		b.WriteString(kv[i+1])
+	}
+	b.WriteByte('}')
+	return b.Bytes()
 }
 
 // present: the field was given as something other than null.
@@ -168,8 +182,13 @@ func hexField(name string, raw json.RawMessage) (string, error) {
 		return "", badf("%s: want a hex string", name)
 	}
 	s = strings.TrimPrefix(strings.TrimSpace(s), "0x")
-	if _, err := hex.DecodeString(s); err != nil {
-		return "", badf("%s: not hex: %v", name, err)
+	if len(s)%2 == 1 {
+		return "", badf("%s: not hex: odd length %d", name, len(s))
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return "", badf("%s: not hex: %q at offset %d", name, c, i)
+		}
 	}
 	return s, nil
 }

@@ -271,6 +271,8 @@ func TestAccessLog(t *testing.T) {
 	if resp.Header.Get("X-Request-Id") != "abc-123" {
 		t.Errorf("X-Request-Id not echoed")
 	}
+	// The line is written once the answer is sent: wait for it.
+	waitFor(t, "the access log line", func() bool { return strings.HasSuffix(buf.String(), "\n") })
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 1 {
 		t.Fatalf("%d log lines, want 1: %q", len(lines), buf.String())
