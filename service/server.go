@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"regexp"
@@ -137,6 +138,8 @@ func (s *Server) HTTPServer() *http.Server {
 		WriteTimeout:      s.cfg.ReadTimeout + s.cfg.RequestTimeout + 10*time.Second,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
+		// The server's own complaints (TLS handshakes, broken connections) as log records.
+		ErrorLog: log.New(s.log.WriterLevel(logrus.WarnLevel), "", 0),
 	}
 }
 
@@ -410,6 +413,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, res.resp)
 	case <-timer.C:
 		st.outcome = "timeout"
+		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: errTimeout.Error()})
 	case <-r.Context().Done():
 		st.outcome = "client_gone"
