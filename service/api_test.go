@@ -389,6 +389,15 @@ func TestStoreRefusals(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("other directories are not images", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "lost+found", "x"), nil)
+		writeFile(t, filepath.Join(dir, "README.md"), []byte("images"))
+		st, err := OpenStore(dir, 2)
+		if err != nil || len(st.Entries()) != 0 {
+			t.Fatalf("entries %v, err %v", st, err)
+		}
+	})
 	t.Run("missing directory", func(t *testing.T) {
 		if _, err := OpenStore(filepath.Join(t.TempDir(), "none"), 2); err == nil || !strings.Contains(err.Error(), "--images") {
 			t.Fatalf("err = %v", err)

@@ -115,12 +115,17 @@ func indexEntry(p string) (StoreEntry, bool, error) {
 	base := filepath.Base(p)
 	switch {
 	case st.IsDir():
+		_, metaErr := os.Stat(filepath.Join(p, images.MetadataFileName))
+		_, docErr := os.Stat(filepath.Join(p, "measurement.tdx.cbor"))
 		sums, err := os.ReadFile(filepath.Join(p, "sha256sum.txt"))
-		if err != nil {
+		switch {
+		case err != nil && metaErr != nil && docErr != nil:
+			return StoreEntry{}, false, nil // not an image (lost+found, ...)
+		case err != nil:
 			return StoreEntry{}, false, fmt.Errorf("an image directory needs a sha256sum.txt (its SHA-256 is the os_image_hash): %w", err)
 		}
 		kind := KindImage
-		if _, err := os.Stat(filepath.Join(p, images.MetadataFileName)); err != nil {
+		if metaErr != nil {
 			kind = KindLiteDir
 		}
 		sum := sha256.Sum256(sums)
