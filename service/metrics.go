@@ -36,7 +36,7 @@ func newMetrics() *metrics {
 		}),
 		store: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dstack_mr_image_store_lookups_total",
-			Help: "Image store lookups: hit (prepared image cached), load (read, checked and prepared now), miss (not stored), error (stored but unusable).",
+			Help: "Image store lookups: hit (prepared image cached), load (read, checked and prepared now), miss (not stored), error (stored but unusable), download (fetched with --image-url, then loaded), download_error (fetch failed or recently failed).",
 		}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.inFlight, m.store,

@@ -316,7 +316,7 @@ func isTimeout(err error) bool {
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"status": "ok", "service": "dstack-mr", "version": s.cfg.ToolVersion}
 	if s.cfg.Images != nil {
-		body["images"] = len(s.cfg.Images.entries)
+		body["images"] = s.cfg.Images.Len()
 	}
 	if s.cfg.Collateral != nil {
 		body["collateral_fmspcs"] = s.cfg.Collateral.FMSPCs()
@@ -445,12 +445,21 @@ func (s *Server) verify(att []byte, st *reqState) (*VerifyResponse, error) {
 			miss = "no image store (--images) holds os_image_hash " + hash
 			return nil
 		}
-		e, ok := s.cfg.Images.Lookup(hash)
-		if !ok {
+		e, downloaded, err := s.cfg.Images.fetch(hash)
+		switch {
+		case errors.Is(err, errNotStored):
 			s.metrics.store.WithLabelValues("miss").Inc()
 			st.imageStore = "miss"
 			miss = "os_image_hash " + hash + " is not in the image store"
 			return nil
+		case err != nil:
+			s.metrics.store.WithLabelValues("download_error").Inc()
+			st.imageStore = "download_error"
+			miss = err.Error()
+			return nil
+		case downloaded:
+			s.metrics.store.WithLabelValues("download").Inc()
+			st.imageStore = "download"
 		}
 		li, cached, err := s.cfg.Images.load(hash)
 		if err != nil {
@@ -459,10 +468,12 @@ func (s *Server) verify(att []byte, st *reqState) (*VerifyResponse, error) {
 			miss = err.Error()
 			return nil
 		}
-		if cached {
+		switch {
+		case downloaded:
+		case cached:
 			s.metrics.store.WithLabelValues("hit").Inc()
 			st.imageStore = "hit"
-		} else {
+		default:
 			s.metrics.store.WithLabelValues("load").Inc()
 			st.imageStore = "load"
 		}

@@ -49,9 +49,13 @@ type Store struct {
 	entries map[string]StoreEntry
 
 	maxCached int
-	mu        sync.Mutex
+	mu        sync.Mutex               // guards entries (which downloads add to) and the rest
 	loaded    map[string]*list.Element // hash -> element of lru holding *loadedImage
 	lru       *list.List
+
+	dl       *Downloader
+	inflight map[string]*dlCall
+	failed   map[string]dlFailure
 }
 
 // loadedImage is a store entry after its files were read and checked; ready is closed once
@@ -157,6 +161,8 @@ func indexEntry(p string) (StoreEntry, bool, error) {
 
 // Entries lists the store's entries by hash.
 func (s *Store) Entries() []StoreEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := make([]StoreEntry, 0, len(s.entries))
 	for _, e := range s.entries {
 		out = append(out, e)
@@ -167,8 +173,17 @@ func (s *Store) Entries() []StoreEntry {
 
 // Lookup says whether the store holds hash.
 func (s *Store) Lookup(hash string) (StoreEntry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	e, ok := s.entries[hash]
 	return e, ok
+}
+
+// Len is the number of entries.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
 }
 
 // errNotStored marks a hash the store does not hold.
@@ -177,11 +192,12 @@ var errNotStored = errors.New("not in the image store")
 // load returns the entry of hash, read, checked and prepared, from the cache when it is there;
 // cached reports whether it was. One load runs per hash however many requests wait for it.
 func (s *Store) load(hash string) (li *loadedImage, cached bool, err error) {
+	s.mu.Lock()
 	e, ok := s.entries[hash]
 	if !ok {
+		s.mu.Unlock()
 		return nil, false, errNotStored
 	}
-	s.mu.Lock()
 	if el, ok := s.loaded[hash]; ok {
 		s.lru.MoveToFront(el)
 		li = el.Value.(*loadedImage)

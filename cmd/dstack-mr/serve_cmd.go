@@ -31,6 +31,10 @@ func serveCommand(log *logrus.Logger) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "address to listen on (host:port; 0.0.0.0:8080 for every interface)"},
 			&cli.StringFlag{Name: "images", Usage: "directory of expected images, each named by its os_image_hash: image directories and release tarballs (SHA-256 of sha256sum.txt; tarballs named [mr_]<hash>.tar.gz are checked when first used), lite directories (sha256sum.txt + measurement.tdx.cbor) and measurement documents (*.cbor, keyed by their SHA-256)"},
+			&cli.StringFlag{Name: "image-url", Usage: "fetch an image --images lacks from this URL template (http or https, containing " + service.HashPlaceholder +
+				", e.g. dstack's https://download.dstack.org/os-images/mr_" + service.HashPlaceholder + ".tar.gz): once per hash, checked (its sha256sum.txt must hash to the requested os_image_hash, every measured file must match) before it is stored in --images; a failure is not fetched again for a minute"},
+			&cli.DurationFlag{Name: "image-download-timeout", Value: service.DefaultDownloadTimeout, Usage: "bound on one --image-url download"},
+			&cli.StringFlag{Name: "image-max-bytes", Value: "4G", Usage: "bound on one --image-url download's size (its unpacked content is bounded at 4x, at least 16G)"},
 			&cli.IntFlag{Name: "image-cache", Value: 4, Usage: "prepared images kept in memory (each holds its firmware and kernel, ~20 MiB)"},
 			&cli.StringFlag{Name: "collateral-dir", Usage: "directory of Intel collateral (dcap-qvl QuoteCollateralV3 JSON, one per FMSPC): evaluate each quote's TCB status; without it the status is \"not evaluated\""},
 			&cli.StringFlag{Name: "tcb-policy", Value: "default", Usage: "acceptable TCB statuses with --collateral-dir: default, strict, or a comma-separated list"},
@@ -114,6 +118,23 @@ func serveConfig(c *cli.Context) (*service.Config, error) {
 	}
 	if d := c.String("images"); d != "" {
 		if cfg.Images, err = service.OpenStore(d, c.Int("image-cache")); err != nil {
+			return nil, err
+		}
+	}
+	if u := c.String("image-url"); u != "" {
+		if cfg.Images == nil {
+			return nil, errors.New("--image-url needs --images: the directory the images are stored in")
+		}
+		limit, err := parseSize(c.String("image-max-bytes"))
+		if err != nil || limit == 0 || limit > 1<<40 {
+			return nil, fmt.Errorf("--image-max-bytes %q: want a size between 1 byte and 1T", c.String("image-max-bytes"))
+		}
+		if c.Duration("image-download-timeout") <= 0 {
+			return nil, errors.New("--image-download-timeout must be positive")
+		}
+		unpacked := max(int64(limit)*4, service.DefaultUnpackedMaxBytes)
+		if err := cfg.Images.SetDownloader(&service.Downloader{URLTemplate: u, Timeout: c.Duration("image-download-timeout"),
+			MaxBytes: int64(limit), MaxUnpackedBytes: unpacked}); err != nil {
 			return nil, err
 		}
 	}

@@ -24,6 +24,10 @@ func TestServeRefusesBadSetup(t *testing.T) {
 		{[]string{"serve", "--time", "yesterday"}, "--time"},
 		{[]string{"serve", "extra"}, "no arguments"},
 		{[]string{"serve", "--listen", "256.0.0.1:1"}, "--listen"},
+		{[]string{"serve", "--image-url", "https://x/{OS_IMAGE_HASH}"}, "--image-url needs --images"},
+		{[]string{"serve", "--images", t.TempDir(), "--image-url", "https://x/latest.tar.gz"}, "--image-url"},
+		{[]string{"serve", "--images", t.TempDir(), "--image-url", "ftp://x/{OS_IMAGE_HASH}"}, "--image-url"},
+		{[]string{"serve", "--images", t.TempDir(), "--image-url", "https://x/{OS_IMAGE_HASH}", "--image-max-bytes", "0"}, "--image-max-bytes"},
 	} {
 		code, stdout, stderr := runCLI(c.args...)
 		if code != 1 || stdout != "" || !strings.Contains(stderr, c.want) {
