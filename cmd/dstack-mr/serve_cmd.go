@@ -23,8 +23,9 @@ func serveCommand(log *logrus.Logger) *cli.Command {
 		Usage: "run the verification service: dstack's verifier API (POST /verify) and KMS auth webhooks, offline",
 		Description: "Answers POST /verify as dstack's verifier does (quote, event_log, vm_config, or attestation;\n" +
 			"a GetQuote response posts unchanged), with this tool's whole report under details.report.\n" +
-			"Expected images come from --images, never from the network: a full attestation verifies when\n" +
-			"its os_image_hash is stored there; a lite one when its document is bound to a stored hash.\n" +
+			"Expected images come from --images (and, only with --image-url, are fetched once when missing):\n" +
+			"a full attestation verifies when its os_image_hash is stored there; a lite one when its\n" +
+			"document is bound to a stored hash.\n" +
 			"GET /health, GET /metrics (Prometheus). With --policy also POST /bootAuth/app and\n" +
 			"/bootAuth/kms (dstack KMS's auth webhook) and details.policy. One JSON line per request on\n" +
 			"stderr. SIGTERM or SIGINT stops accepting, drains requests in flight (--drain-timeout), exits 0.",
