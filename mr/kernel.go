@@ -3,6 +3,7 @@ package mr
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/dstack-mr/dstack-mr/pe"
@@ -42,7 +43,14 @@ func PrepareKernel(data []byte) (*Kernel, error) {
 func (k *Kernel) Digest(p pe.BootParams, patch bool) ([]byte, error) {
 	img := k.data
 	key := "unpatched"
+	// The patched image is a function of the parameters: a repeat finds its digest without the
+	// copy of the whole kernel that patching makes (a service measures one image for many CVMs).
+	paramsKey := ""
 	if patch {
+		paramsKey = fmt.Sprintf("params:%#v", p)
+		if d, ok := k.lookup(paramsKey); ok {
+			return d, nil
+		}
 		var err error
 		if img, err = pe.PatchSetupHeader(k.data, p); err != nil {
 			return nil, err
@@ -54,26 +62,37 @@ func (k *Kernel) Digest(p pe.BootParams, patch bool) ([]byte, error) {
 		}
 	}
 	if key != "" {
-		k.mu.Lock()
-		d, ok := k.memo[key]
-		k.mu.Unlock()
-		if ok {
-			return bytes.Clone(d), nil
+		if d, ok := k.lookup(key); ok {
+			k.store(paramsKey, d)
+			return d, nil
 		}
 	}
 	d, err := pe.AuthenticodeSHA384(img)
 	if err != nil {
 		return nil, err
 	}
-	if key != "" {
-		k.mu.Lock()
-		if len(k.memo) >= maxKernelMemo {
-			clear(k.memo)
-		}
-		k.memo[key] = bytes.Clone(d)
-		k.mu.Unlock()
-	}
+	k.store(key, d)
+	k.store(paramsKey, d)
 	return d, nil
+}
+
+func (k *Kernel) lookup(key string) ([]byte, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	d, ok := k.memo[key]
+	return bytes.Clone(d), ok
+}
+
+func (k *Kernel) store(key string, d []byte) {
+	if key == "" {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.memo) >= maxKernelMemo {
+		clear(k.memo)
+	}
+	k.memo[key] = bytes.Clone(d)
 }
 
 // canonicalHeaderMemory is the RAM size the canonical setup header is patched for.
