@@ -247,8 +247,10 @@ func respond(rep *verify.Report, img *imageFacts) *VerifyResponse {
 		}
 		return false
 	}
-	if v := rep.QuoteVerification; v != nil {
-		d.QuoteVerified = v.Authentic && len(failed[reasonQuote]) == 0
+	// As dstack's verifier, what the quote says is reported only once the quote is authentic,
+	// and the key provider only once the event log replays.
+	if v := rep.QuoteVerification; v != nil && v.Authentic {
+		d.QuoteVerified = len(failed[reasonQuote]) == 0
 		t := "dstack-tdx"
 		d.TEEVariant = &t
 		if v.TCBStatus != nil {
@@ -261,11 +263,11 @@ func respond(rep *verify.Report, img *imageFacts) *VerifyResponse {
 			d.AdvisoryIDs = v.AdvisoryIDs
 		}
 	}
-	if rep.Quote != nil {
+	if rep.Quote != nil && d.TEEVariant != nil {
 		s := hex.EncodeToString(rep.Quote.ReportData)
 		d.ReportData = &s
 	}
-	d.EventLogVerified = passed("rtmr3-replay") && len(failed[reasonEventLog]) == 0
+	d.EventLogVerified = d.QuoteVerified && passed("rtmr3-replay") && len(failed[reasonEventLog]) == 0
 	d.OSImageHashVerified = rep.App != nil && rep.App.OSImageHash != nil && passed("mrtd") &&
 		passed("rtmr0") && passed("rtmr1") && passed("rtmr2") && len(failed[reasonOSImage]) == 0
 	d.ACPITablesVerified = passed("acpi-digests")
@@ -276,7 +278,7 @@ func respond(rep *verify.Report, img *imageFacts) *VerifyResponse {
 			d.OSImageVersion = &v
 		}
 	}
-	if rep.RTMR3 != nil && rep.RTMR3.KeyProvider != nil {
+	if d.EventLogVerified && rep.RTMR3 != nil && rep.RTMR3.KeyProvider != nil {
 		d.KeyProvider = rep.RTMR3.KeyProvider
 	}
 	if rep.Policy != nil {

@@ -404,3 +404,29 @@ func TestStoreRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestTamperedQuote: a quote whose TD report was changed after signing is answered "Quote
+// verification failed", and nothing it says (report data, TCB status, key provider, boot info)
+// is reported as the CVM's.
+func TestTamperedQuote(t *testing.T) {
+	_, base, c := liteServer(t, Config{})
+	var g map[string]json.RawMessage
+	mustJSON(t, testvectors.ReadShared(t, liteGetQuote), &g)
+	var q string
+	mustJSON(t, g["quote"], &q)
+	i := 2 * (48 + 200) // inside the TD report, which the attestation key signs
+	flipped := "0"
+	if q[i] == '0' {
+		flipped = "1"
+	}
+	g["quote"], _ = json.Marshal(q[:i] + flipped + q[i+1:])
+	body, _ := json.Marshal(g)
+	r := verifyAt(t, c, base, body)
+	d := r.Details
+	if r.IsValid || !strings.HasPrefix(deref(r.Reason), reasonQuote) || d.QuoteVerified || d.EventLogVerified {
+		t.Fatalf("valid=%v reason %q quote_verified %v event_log_verified %v", r.IsValid, deref(r.Reason), d.QuoteVerified, d.EventLogVerified)
+	}
+	if d.ReportData != nil || d.TCBStatus != nil || d.TEEVariant != nil || d.KeyProvider != nil || d.BootInfo != nil || d.AppInfo != nil {
+		t.Fatalf("a forged quote's claims are reported: %+v", d)
+	}
+}
