@@ -133,7 +133,7 @@ func Verify(q *Quote, opts VerifyOptions) (*Verification, error) {
 	v.check("qe-report-data", bytes.Equal(rd[:32], want[:]) && allZero(rd[32:]),
 		"QE report data %x, want SHA-256(attestation key ‖ QE auth data) %x followed by 32 zero bytes", rd, want[:])
 
-	chain, err := parsePEMChain(sd.PCKChainPEM)
+	chain, cached, err := pckChains.parse(sd.PCKChainPEM)
 	if err != nil {
 		v.check("pck-chain", false, "PCK certificate chain: %v", err)
 		v.check("qe-report-signature", false, "no PCK leaf certificate to check it with")
@@ -141,7 +141,7 @@ func Verify(q *Quote, opts VerifyOptions) (*Verification, error) {
 		leaf := chain[0]
 		v.PCK = &PCKInfo{Subject: leaf.Subject.String(), Issuer: leaf.Issuer.String(), Serial: hex.EncodeToString(leaf.SerialNumber.Bytes()),
 			NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC()}
-		if err := verifyChainToPinnedRoot(chain, at); err != nil {
+		if err := cached.verify(chain, at); err != nil {
 			v.check("pck-chain", false, "%v", err)
 		} else {
 			v.check("pck-chain", true, "%s → %s → pinned Intel SGX Root CA, valid at %s", leaf.Subject.CommonName, chain[0].Issuer.CommonName, at.UTC().Format(time.RFC3339))

@@ -97,9 +97,15 @@ func expected(r *Report, opts *Options, vm *VMConfig, sh *shape, events []eventl
 	}
 	m := sh.machine
 	if r.Mode == "full" {
-		im, err := mr.Prepare(*opts.Image)
-		if err != nil {
-			return notPredicted(fmt.Sprintf("expected image: %v", err))
+		var im *mr.Image
+		if opts.PreparedImage != nil {
+			shared := *opts.PreparedImage // shared across calls: the ACPI builder is this call's
+			im = &shared
+		} else {
+			var err error
+			if im, err = mr.Prepare(*opts.Image); err != nil {
+				return notPredicted(fmt.Sprintf("expected image: %v", err))
+			}
 		}
 		im.ACPI = sh.acpiBuilder(opts.ACPI)
 		meas, err := im.Measure(*m)

@@ -48,6 +48,13 @@ func checkQuoteAuthentic(r *Report, q *quote.Quote, opts *Options) error {
 		}
 	}
 	r.Warnings = append(r.Warnings, v.Warnings...)
+	if coll == nil && opts.CollateralFor != nil {
+		if b := opts.CollateralFor(v.FMSPC); b != nil {
+			if coll, err = quote.ParseCollateral(b); err != nil {
+				return fmt.Errorf("collateral for FMSPC %s: %w", v.FMSPC, err)
+			}
+		}
+	}
 	if coll != nil {
 		if err := quote.VerifyCollateral(q, v, coll); err != nil {
 			return fmt.Errorf("collateral: %w", err)

@@ -44,6 +44,15 @@ type Options struct {
 	ImageOSImageHash []byte
 	// ImageName names the expected image in the report (UseImage sets it).
 	ImageName ExpectedImage
+	// PreparedImage, when set with Image, is that image already prepared (mr.Prepare): a
+	// service verifying many CVMs of one image prepares it once and shares it.
+	PreparedImage *mr.Image
+	// ResolveImage, when set and neither Image nor LiteMeasurement is given, is asked for the
+	// expected image of the os_image_hash the attestation names (RTMR3's os-image-hash event,
+	// else vm_config's; nil when neither does) and may set Image (with ImageOSImageHash,
+	// ImageName, PreparedImage) or LiteMeasurement with Expect.OSImageHash. The name is only a
+	// key: what it selects is checked like any image the caller gives.
+	ResolveImage func(osImageHash []byte, o *Options) error
 
 	// LiteMeasurement selects lite mode with a measurement.tdx.cbor the caller trusts (e.g.
 	// from an image they built). Without Image or LiteMeasurement, the document the VM
@@ -80,6 +89,9 @@ type Options struct {
 	// TCBPolicy ("" = default); without it the TCB status is listed as not checked.
 	Collateral []byte
 	TCBPolicy  string
+	// CollateralFor, when set and Collateral is not, supplies the collateral for the FMSPC of
+	// an authentic quote's PCK certificate (nil: none, the TCB status is not evaluated).
+	CollateralFor func(fmspc string) []byte
 
 	// Policy (dstack's auth-simple format) is evaluated over the report's BootInfo for
 	// PolicyRole ("" = policy.RoleApp): Report.Policy and the "policy" check.
@@ -148,6 +160,11 @@ func Verify(opts Options) (*Report, error) {
 		rt3.Expected, rt3.Match = rt3.Replayed, rt3.ReplayMatch
 	}
 	newFirmware := checkFirmwareGeneration(r, events)
+	if opts.ResolveImage != nil && opts.Image == nil && opts.LiteMeasurement == nil {
+		if err := opts.ResolveImage(namedOSImageHash(r, vm), &opts); err != nil {
+			return nil, err
+		}
+	}
 	sh := newShape(&opts, vm)
 	if sh.machine != nil {
 		r.Warnings = append(r.Warnings, sh.machine.Warnings()...)
@@ -170,6 +187,18 @@ func Verify(opts Options) (*Report, error) {
 	r.finish()
 	checkBootInfo(r, q, &opts, events)
 	return r, nil
+}
+
+// namedOSImageHash is the os_image_hash the attestation names, attested or not: RTMR3's
+// os-image-hash event, else vm_config's.
+func namedOSImageHash(r *Report, vm *VMConfig) []byte {
+	if h := attestedOSImageHash(r); h != nil {
+		return h
+	}
+	if vm != nil {
+		return vm.OSImageHash
+	}
+	return nil
 }
 
 func rtmrName(i int) string { return fmt.Sprintf("rtmr%d", i) }

@@ -91,6 +91,7 @@ func newApp(log *logrus.Logger, stdout, stderr io.Writer) *cli.App {
 			imageCommand(log),
 			verifyCommand(log),
 			quoteCommand(log),
+			serveCommand(log),
 		},
 	}
 	setUsageErrors(app.Commands)
