@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"time"
 
@@ -162,9 +163,23 @@ func VerifyReport(report []byte, opts ReportOptions) (*ReportVerification, error
 	arkOK := ark != nil && arkFingerprints[v.ProductLine] != "" && fingerprint(ark) == arkFingerprints[v.ProductLine]
 	authentic = v.check("ark-pinned", arkOK, "AMD root for %q: %s", v.ProductLine, map[bool]string{true: "pinned ARK " + arkFingerprints[v.ProductLine], false: "no pinned root for this product line"}[arkOK]) && authentic
 	askOK := arkOK && checkIssued(ask, ark, now) == nil
-	authentic = v.check("ask-signed-by-ark", askOK, "%s", errText(askOK, func() error { return checkIssued(ask, ark, now) }, "ASK "+ask.Subject.CommonName+" is signed by the ARK and valid")) && authentic
+	// A link is judged only when the one above it held: an ASK is not "unsigned" by a root
+	// that was never found, it is unchecked.
+	askErr := func() error {
+		if !arkOK {
+			return nil
+		}
+		return checkIssued(ask, ark, now)
+	}
+	authentic = v.check("ask-signed-by-ark", askOK, "%s", errText(askOK, askErr, "ASK "+ask.Subject.CommonName+" is signed by the ARK and valid")) && authentic
 	vcekOK := askOK && checkIssued(vcek, ask, now) == nil
-	authentic = v.check("vcek-signed-by-ask", vcekOK, "%s", errText(vcekOK, func() error { return checkIssued(vcek, ask, now) }, "VCEK is signed by the ASK and valid")) && authentic
+	vcekErr := func() error {
+		if !askOK {
+			return nil
+		}
+		return checkIssued(vcek, ask, now)
+	}
+	authentic = v.check("vcek-signed-by-ask", vcekOK, "%s", errText(vcekOK, vcekErr, "VCEK is signed by the ASK and valid")) && authentic
 	sigErr := verify.SnpReportSignature(report, vcek)
 	authentic = v.check("report-signature", sigErr == nil, "%s", errText(sigErr == nil, func() error { return sigErr }, "ECDSA P-384/SHA-384 signature by the VCEK")) && authentic
 	switch {
@@ -200,6 +215,9 @@ func fingerprint(c *x509.Certificate) string {
 // checkIssued checks child's signature by parent (RSA-PSS SHA-384 for AMD's chain) and that
 // both are valid at now.
 func checkIssued(child, parent *x509.Certificate, now time.Time) error {
+	if child == nil || parent == nil {
+		return errors.New("certificate missing")
+	}
 	if err := parent.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature); err != nil {
 		return fmt.Errorf("%s is not signed by %s: %w", child.Subject.CommonName, parent.Subject.CommonName, err)
 	}

@@ -202,3 +202,23 @@ func FuzzVerifyReport(f *testing.F) {
 		}
 	})
 }
+
+// A report naming a CPU family with no AMD root: the chain below the missing root is reported
+// as unchecked, never dereferenced (a fuzz-found panic).
+func TestVerifyReportUnknownProductLine(t *testing.T) {
+	report, vcek, ask := realReportInputs(t)
+	r := append([]byte{}, report...)
+	r[0x188] = 0x7f // CPUID_FAM_ID: no product line
+	v, err := VerifyReport(r, ReportOptions{VCEK: vcek, ASK: ask, Now: captureTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Authentic {
+		t.Fatal("authentic without a root")
+	}
+	for _, c := range v.Checks {
+		if (c.Name == "ask-signed-by-ark" || c.Name == "vcek-signed-by-ask") && (c.Passed || !strings.Contains(c.Detail, "not checked")) {
+			t.Errorf("%s: %+v", c.Name, c)
+		}
+	}
+}
