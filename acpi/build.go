@@ -29,7 +29,7 @@ func Build(cfg MachineConfig) (*Blobs, error) {
 	if err := cfg.checkTablesStable(); err != nil {
 		return nil, err
 	}
-	return buildAtSetup(cfg)
+	return buildAt(cfg, atFirstRead)
 }
 
 // checkTablesStable refuses shapes whose tables QEMU rebuilds, differently, between acpi_setup
@@ -73,8 +73,11 @@ func (c *MachineConfig) checkTablesStable() error {
 // created, which is what the real-QEMU dumps this package is checked against hold, including
 // shapes checkTablesStable refuses because a guest reads other, rebuilt tables. cfg must be
 // valid.
-func buildAtSetup(cfg MachineConfig) (*Blobs, error) {
-	dsdt, err := buildDSDT(&cfg)
+func buildAtSetup(cfg MachineConfig) (*Blobs, error) { return buildAt(cfg, atSetup) }
+
+// buildAt builds the blobs as QEMU builds them at stage. cfg must be valid.
+func buildAt(cfg MachineConfig, stage tablesStage) (*Blobs, error) {
+	dsdt, err := buildDSDTAt(&cfg, stage)
 	if err != nil {
 		return nil, fmt.Errorf("acpi: %w", err)
 	}
