@@ -7,10 +7,16 @@ package acpi
 // dstack's PR #1203.
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/dstack-mr/dstack-mr/internal/testvectors"
 )
 
 // Upstream dstack's qemu-acpi crate published two generations of golden SHA-256s for its
@@ -78,6 +84,112 @@ func TestB200LoaderDigest(t *testing.T) {
 			if sum := sha512.Sum384(b.Loader); hex.EncodeToString(sum[:]) != st.want {
 				t.Errorf("%d NIC(s), %d volume(s), stage %d: loader SHA-384 %x, want %s", dev.nics, dev.vols, st.stage, sum, st.want)
 			}
+		}
+	}
+}
+
+const firstReadDumpDir = "../testdata/acpi-firstread"
+
+// firstReadDump is one machine QEMU ran until the firmware's first read of the ACPI blobs
+// (../testdata/acpi-firstread): the blobs it rebuilt then (blobDump) and the ones acpi_setup
+// had built in the same run (Setup).
+type firstReadDump struct {
+	blobDump
+	Setup  blobDump `json:"setup"`
+	Family string   `json:"family"`
+	Config struct {
+		oracleConfig
+		NUMANodes []NUMANode `json:"numa_nodes"`
+	} `json:"config"`
+	// VMMExpander: the command line is dstack-vmm's, whose hugepages machines have a
+	// pxb-pcie expander even without GPUs (upstream dstack-mr's has none).
+	VMMExpander bool `json:"vmm_expander"`
+}
+
+// TestFirstReadDumps: for every machine dumped at the firmware's first read, acpi_setup's blobs
+// of the same run are buildAtSetup's and the first-read blobs are Build's. Where the two dumps
+// differ (root ports on pcie.0 with hotplug on), the difference is the hotplug AML; everywhere
+// else they are equal, which is the assumption every acpi_setup dump of this package rests on.
+func TestFirstReadDumps(t *testing.T) {
+	dumps, err := testvectors.ReadJSONLGzip[firstReadDump](filepath.Join(firstReadDumpDir, "index.jsonl.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := blobCache{}
+	same, differ := 0, 0
+	for _, d := range dumps {
+		o := oracleCase{Config: d.Config.oracleConfig, CompatEnv: d.Config.QEMUVersion}
+		t.Run(d.Family+"/"+o.name(), func(t *testing.T) {
+			if d.Error != "" {
+				t.Skipf("QEMU run failed: %s", d.Error)
+			}
+			cfg := o.machine(t)
+			cfg.hugepagesWithoutExpander = cfg.hugepagesWithoutExpander && !d.VMMExpander
+			cfg.NUMANodes = d.Config.NUMANodes
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			setup, err := buildAtSetup(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range []struct {
+				name, got, want string
+			}{{"tables", sum384(setup.Tables), d.Setup.TablesSHA384}, {"rsdp", sum384(setup.RSDP), d.Setup.RSDPSHA384}, {"loader", sum384(setup.Loader), d.Setup.LoaderSHA384}} {
+				if b.got != b.want {
+					t.Errorf("acpi_setup %s differs from the same run's dump", b.name)
+				}
+			}
+			got, err := Build(cfg)
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			d.compare(t, got, firstReadDumpDir, blobs)
+			if t.Failed() {
+				return
+			}
+			if d.Setup.TablesSHA384 == d.TablesSHA384 && d.Setup.LoaderSHA384 == d.LoaderSHA384 && d.Setup.RSDPSHA384 == d.RSDPSHA384 {
+				same++
+			} else {
+				differ++
+			}
+		})
+	}
+	if same+differ == 0 {
+		t.Fatal("no dump matched")
+	}
+	t.Logf("%d machines dumped at the firmware's first read match Build byte for byte (tables, RSDP, loader): "+
+		"%d read what acpi_setup built, %d read rebuilt tables", same+differ, same, differ)
+}
+
+func sum384(b []byte) string {
+	s := sha512.Sum384(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Build gives the first-read tables for hotplug-on root ports where a QEMU of the profile was
+// dumped at that read, and refuses them, naming the profile and the way out, elsewhere.
+func TestBuildHotplugRootPortsByProfile(t *testing.T) {
+	for _, tc := range []struct {
+		v     Version
+		built bool
+	}{{Version{10, 1, 0}, true}, {Version{10, 2, 1}, true}, {Version{10, 2, 2}, true},
+		{Version{9, 2, 1}, false}, {Version{10, 0, 0}, false}, {Version{11, 0, 3}, false}, {Version{11, 1, 0}, false}} {
+		cfg := upstreamGoldenBase()
+		cfg.QEMUVersion, cfg.NumGPUs, cfg.NumNVSwitches = tc.v, 8, 4
+		got, err := Build(cfg)
+		if !tc.built {
+			if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "--hotplug-off") || !strings.Contains(err.Error(), cfg.profile().name) {
+				t.Errorf("QEMU %s: want a refusal naming the profile and --hotplug-off, got %v", tc.v, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("QEMU %s: %v", tc.v, err)
+		}
+		want, err := buildAt(cfg, atFirstRead)
+		if err != nil || !bytes.Equal(got.Tables, want.Tables) {
+			t.Errorf("QEMU %s: Build is not the first-read build (%v)", tc.v, err)
 		}
 	}
 }
