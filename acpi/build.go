@@ -29,28 +29,26 @@ func Build(cfg MachineConfig) (*Blobs, error) {
 	if err := cfg.checkTablesStable(); err != nil {
 		return nil, err
 	}
-	return buildAtSetup(cfg)
+	return buildAt(cfg, atFirstRead)
 }
 
-// checkTablesStable refuses shapes whose tables QEMU rebuilds, differently, between acpi_setup
-// and the firmware's read. OVMF fetches etc/acpi/tables only after it has connected the PCI root
-// bridges (AcpiPlatformDxe waits for that), and the read makes QEMU rebuild the tables
-// (acpi_build_update) from the machine as it then is:
+// checkTablesStable refuses shapes whose tables, as the firmware reads them, are not proven.
+// OVMF fetches etc/acpi/tables only after it has connected the PCI root bridges (AcpiPlatformDxe
+// waits for that), and the read makes QEMU rebuild the tables (acpi_build_update) from the
+// machine as it then is:
 //   - with ACPI PCI hotplug on, a pcie-root-port on pcie.0 (a GPU of a machine without an
 //     expander, any NVSwitch) has got a BSEL at machine reset (acpi_pcihp_reset ->
 //     acpi_set_bsel), and the rebuilt DSDT carries per-slot hotplug AML for that bus (BSEL,
-//     PCNT, the _E01 call);
+//     PCNT, the _E01 call). Build models it (dsdt_pci.go); it is proven against QEMU dumped
+//     at that read for the profiles marked hotplugRootPortsProven and refused for the others;
 //   - a pxb-pcie expander's _CRS comes from build_crs, which reads the bus numbers and the
 //     windows the firmware has programmed into the bridges behind it (the GPUs' root ports,
-//     sized by the GPUs' BARs), and PCI0's _CRS is cut around them.
-//
-// The oracles of this package are dumps at acpi_setup, which show neither. A dump at the
-// firmware's read (QEMU 10.2.2 booting Debian's OVMF under TCG, testdata/README.md) confirms the
-// second: one device behind a root port behind the expander, and PC05's _CRS gains that port's
-// memory windows and bus 6 while PCI0's windows are cut around them; where a TD's OVMF puts
-// those windows (GPU BAR sizes, its 64-bit aperture) is not modelled. An empty expander stays as
-// acpi_setup built it. Until the rebuilt tables are proven against a real guest, refuse rather
-// than guess.
+//     sized by the GPUs' BARs), and PCI0's _CRS is cut around them. A dump at the firmware's
+//     read (QEMU 10.2.2 booting Debian's OVMF under TCG, testdata/README.md) shows it: one
+//     device behind a root port behind the expander, and PC05's _CRS gains that port's memory
+//     windows and bus 6 while PCI0's windows are cut around them; where a TD's OVMF puts those
+//     windows (GPU BAR sizes, its 64-bit aperture) is not modelled. An empty expander stays as
+//     acpi_setup built it.
 func (c *MachineConfig) checkTablesStable() error {
 	if c.Hugepages && c.NumGPUs > 0 {
 		return fmt.Errorf("%d GPU(s) behind the hugepages pxb-pcie expander(s): the expanders' resources in the tables the firmware "+
@@ -60,11 +58,12 @@ func (c *MachineConfig) checkTablesStable() error {
 	if c.HotplugOff {
 		return nil
 	}
-	if ports := c.NumGPUs + c.NumNVSwitches; ports > 0 {
-		return fmt.Errorf("%d GPU/NVSwitch root port(s) on the root PCIe bus with ACPI PCI hotplug on: "+
-			"QEMU adds hotplug AML for them when the VM resets, which no dump has shown, so the tables the firmware measures are not known; "+
-			"launch with hotplug off (vm_config qemu_hotplug_off, --hotplug-off), as dstack's GPU hosts do: %w",
-			ports, ErrNotSupported)
+	if ports := c.NumGPUs + c.NumNVSwitches; ports > 0 && !c.profile().hotplugRootPortsProven {
+		return fmt.Errorf("%d GPU/NVSwitch root port(s) on the root PCIe bus with ACPI PCI hotplug on, QEMU %s: "+
+			"QEMU adds hotplug AML for them when the VM resets; it is modelled and proven against QEMU 10.2 at the firmware's read, "+
+			"but not yet against the QEMU %s ACPI profile, so the tables the firmware measures are not known for it; "+
+			"launch with hotplug off (vm_config qemu_hotplug_off, --hotplug-off): %w",
+			ports, c.QEMUVersion, c.profile().name, ErrNotSupported)
 	}
 	return nil
 }
@@ -73,8 +72,11 @@ func (c *MachineConfig) checkTablesStable() error {
 // created, which is what the real-QEMU dumps this package is checked against hold, including
 // shapes checkTablesStable refuses because a guest reads other, rebuilt tables. cfg must be
 // valid.
-func buildAtSetup(cfg MachineConfig) (*Blobs, error) {
-	dsdt, err := buildDSDT(&cfg)
+func buildAtSetup(cfg MachineConfig) (*Blobs, error) { return buildAt(cfg, atSetup) }
+
+// buildAt builds the blobs as QEMU builds them at stage. cfg must be valid.
+func buildAt(cfg MachineConfig, stage tablesStage) (*Blobs, error) {
+	dsdt, err := buildDSDTAt(&cfg, stage)
 	if err != nil {
 		return nil, fmt.Errorf("acpi: %w", err)
 	}

@@ -50,12 +50,26 @@ func profileFor(cfg *MachineConfig) dsdtProfile {
 	return dsdtProfile{linkTrigger: trigger, pdsmFunc7Guarded: p.pdsmFunc7Guarded, serialLevelIRQ: p.serialLevelIRQ}
 }
 
-// buildDSDT returns the complete DSDT (header included, checksum 0) for cfg.
-func buildDSDT(cfg *MachineConfig) ([]byte, error) {
+// tablesStage is when QEMU builds the tables: acpi_setup builds them when the machine is
+// created; the firmware's first read of any of the three fw_cfg blobs rebuilds them
+// (acpi_build_update) from the machine as the reset left it, and that is what a guest reads.
+type tablesStage int
+
+const (
+	atSetup     tablesStage = iota // what acpi_setup dumps hold
+	atFirstRead                    // what the firmware reads and measures
+)
+
+// buildDSDT returns the complete DSDT (header included, checksum 0) for cfg as acpi_setup
+// builds it.
+func buildDSDT(cfg *MachineConfig) ([]byte, error) { return buildDSDTAt(cfg, atSetup) }
+
+// buildDSDTAt returns the DSDT for cfg as QEMU builds it at stage.
+func buildDSDTAt(cfg *MachineConfig, stage tablesStage) ([]byte, error) {
 	if err := checkDSDTShape(cfg); err != nil {
 		return nil, err
 	}
-	bus, err := pcieRootLayout(cfg)
+	bus, err := pcieRootLayout(cfg, stage)
 	if err != nil {
 		return nil, fmt.Errorf("DSDT: %w", err)
 	}
@@ -84,9 +98,9 @@ func buildDSDT(cfg *MachineConfig) ([]byte, error) {
 	root = append(root, aml.Scope(`\_SB.PCI0`).Append(fwCfgAML()))
 	root = append(root, aml.Scope(`\_SB`).Append(pciBusDevicesAML(bus, prof)))
 	if hotplug {
-		// No bus of dstack's machine has a BSEL (pcie.0 and root ports hot-plug natively), so
-		// build_append_notfication_callback finds nothing to notify: no PCNT, an empty _E01.
-		root = append(root, aml.Scope("_GPE").Append(aml.Method("_E01", 0, false)))
+		// Before the reset no bus has a BSEL, so there is nothing to notify: no PCNT, an
+		// empty _E01. After it, every root port's secondary bus has one.
+		root = append(root, hotplugNotifyAML(bus)...)
 	}
 
 	t := beginTable("DSDT", 1)

@@ -45,6 +45,10 @@ type pciDevice struct {
 	devfn int
 	// rootPort: a pcie-root-port with one passed-through function (GPU or NVSwitch) at 0.0.
 	rootPort bool
+	// hotplugBus: the root port's secondary bus has a BSEL (ACPI PCI hotplug, after reset);
+	// bsel is its value.
+	hotplugBus bool
+	bsel       int
 	// lpc: the ICH9 LPC/ISA bridge, which carries the ISA devices' AML.
 	lpc bool
 }
@@ -77,7 +81,7 @@ type pcieRoot struct {
 //	               the DSDT does not describe
 //	next slots     pcie-root-port + vfio-pci per GPU (without hugepages), then per NVSwitch
 //	slot 31        ICH9 functions: LPC (31.0), AHCI (31.2), SMBus (31.3)
-func pcieRootLayout(cfg *MachineConfig) (*pcieRoot, error) {
+func pcieRootLayout(cfg *MachineConfig, stage tablesStage) (*pcieRoot, error) {
 	used := map[int]bool{0: true, 31: true}
 	root := &pcieRoot{devices: []pciDevice{{devfn: pciDevFn(0, 0)}}}
 
@@ -125,6 +129,9 @@ func pcieRootLayout(cfg *MachineConfig) (*pcieRoot, error) {
 		}
 	}
 
+	if stage == atFirstRead && !cfg.HotplugOff {
+		root.assignBSELs()
+	}
 	root.devices = append(root.devices,
 		pciDevice{devfn: pciDevFn(31, 0), lpc: true},
 		pciDevice{devfn: pciDevFn(31, 2)},
@@ -132,6 +139,41 @@ func pcieRootLayout(cfg *MachineConfig) (*pcieRoot, error) {
 	)
 	sort.Slice(root.devices, func(i, j int) bool { return root.devices[i].devfn < root.devices[j].devfn })
 	return root, nil
+}
+
+// assignBSELs numbers the root ports' secondary buses as the machine reset does
+// (acpi_pcihp_reset -> acpi_set_pci_info): a depth-first walk from pcie.0, which gets none (q35's
+// root bus is not hot-pluggable through ACPI: acpi_pcihp_is_hotpluggable_bus), hands
+// ACPI_PCIHP_BSEL_DEFAULT (0) onwards to every bus whose bridge is a cold-plugged PCI bridge
+// with hotplug, in the order of pcie.0's child-bus list. pci_bridge_initfn inserts each new
+// secondary bus at the head of that list, so the last root port created (the highest slot: the
+// ports are created in command-line order, each taking the lowest free slot) gets 0.
+// Expander buses in the same list are root buses and get none. Call it while devices holds the
+// root ports in creation order.
+func (r *pcieRoot) assignBSELs() {
+	var ports []int
+	for i, d := range r.devices {
+		if d.rootPort {
+			ports = append(ports, i)
+		}
+	}
+	for k, i := range ports {
+		r.devices[i].hotplugBus = true
+		r.devices[i].bsel = len(ports) - 1 - k
+	}
+}
+
+// hotplugBusesInChildOrder are the devices whose secondary bus has a BSEL, in pcie.0's
+// child-bus list order (newest first), the order build_append_notification_callback walks.
+func (r *pcieRoot) hotplugBusesInChildOrder() []pciDevice {
+	var out []pciDevice
+	for _, d := range r.devices {
+		if d.hotplugBus {
+			out = append(out, d)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].bsel < out[j].bsel })
+	return out
 }
 
 // rootBusLimit is the last bus number PCI0 decodes, as build_dsdt computes it: walking the
@@ -421,11 +463,68 @@ func pciDeviceAML(d pciDevice, prof dsdtProfile) *aml.Term {
 	case d.lpc:
 		dev.Append(lpcISAAML(prof)...)
 	case d.rootPort:
-		// build_pci_bridge_aml: a cold-plugged bridge describes its secondary bus. PCIe buses
-		// get no BSEL, so no hotplug slots: just the passed-through function 0.0.
+		// build_pci_bridge_aml: a cold-plugged bridge describes its secondary bus
+		// (build_append_pci_bus_devices: the passed-through function 0.0), then, once the
+		// reset has given that bus a BSEL, its hotplug slots (build_append_pcihp_slots).
 		dev.Append(aml.Device("S00").Append(aml.NameDecl("_ADR", aml.Int(0))))
+		if d.hotplugBus {
+			dev.Append(hotplugSlotsAML(d.bsel)...)
+		}
 	}
 	return dev
+}
+
+// hotplugSlotsAML is build_append_pcihp_slots for a root port's secondary bus holding one
+// hot-pluggable endpoint at 0.0: a PCIe bus describes no empty slot but 0, and the populated
+// one gets a Scope (its Device is already declared) with the slot's hotplug methods.
+func hotplugSlotsAML(bsel int) []*aml.Term {
+	const slot = 0
+	dsm := aml.Method("_DSM", 4, true).Append(
+		aml.Store(aml.Package(2).Append(aml.Int(0), aml.Int(0)), aml.Local(0)),
+		aml.Store(aml.Name("BSEL"), aml.Index(aml.Local(0), aml.Int(0))),
+		aml.Store(aml.Name("ASUN"), aml.Index(aml.Local(0), aml.Int(1))),
+		aml.Return(aml.Call("PDSM", aml.Arg(0), aml.Arg(1), aml.Arg(2), aml.Arg(3), aml.Local(0))),
+	)
+	s00 := aml.Scope("S%02X", pciDevFn(slot, 0)).Append(
+		aml.NameDecl("ASUN", aml.Int(slot)),
+		dsm,
+		aml.NameDecl("_SUN", aml.Int(slot)),
+		aml.Method("_EJ0", 1, false).Append(aml.Call("PCEJ", aml.Name("BSEL"), aml.Name("_SUN"))),
+	)
+	dvnt := aml.Method("DVNT", 2, false).Append(
+		aml.If(aml.And(aml.Arg(0), aml.Int(1<<slot), nil)).Append(
+			aml.Notify(aml.Name("S%02X", pciDevFn(slot, 0)), aml.Arg(1))),
+	)
+	return []*aml.Term{aml.NameDecl("BSEL", aml.Int(uint64(bsel))), s00, dvnt}
+}
+
+// hotplugNotifyAML is build_append_notification_callback for pcie.0 and the _E01 build_dsdt
+// appends after it: per hot-pluggable bus a PCNT that selects the bus and notifies its slots,
+// PCI0's PCNT calling each of them, and the GPE handler calling PCI0's under BLCK. Without any
+// such bus there is no PCNT and _E01 is empty.
+func hotplugNotifyAML(bus *pcieRoot) []*aml.Term {
+	buses := bus.hotplugBusesInChildOrder()
+	e01 := aml.Method("_E01", 0, false)
+	if len(buses) == 0 {
+		return []*aml.Term{aml.Scope("_GPE").Append(e01)}
+	}
+	scope := aml.Scope(`\_SB.PCI0`)
+	pcnt := aml.Method("PCNT", 0, false)
+	for _, d := range buses {
+		scope.Append(aml.Scope("S%02X", d.devfn).Append(aml.Method("PCNT", 0, false).Append(
+			aml.Store(aml.Int(uint64(d.bsel)), aml.Name("BNUM")),
+			aml.Call("DVNT", aml.Name("PCIU"), aml.Int(1)), // device check
+			aml.Call("DVNT", aml.Name("PCID"), aml.Int(3)), // eject request
+		)))
+		pcnt.Append(aml.Name("^S%02X.PCNT", d.devfn))
+	}
+	scope.Append(pcnt)
+	e01.Append(
+		aml.Acquire(aml.Name(`\_SB.PCI0.BLCK`), 0xFFFF),
+		aml.Call(`\_SB.PCI0.PCNT`),
+		aml.Release(aml.Name(`\_SB.PCI0.BLCK`)),
+	)
+	return []*aml.Term{scope, aml.Scope("_GPE").Append(e01)}
 }
 
 // pciADR is the _ADR of a PCI function: slot in the high word, function in the low word.

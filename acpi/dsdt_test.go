@@ -117,7 +117,7 @@ func TestPCIeRootLayout(t *testing.T) {
 			"00 08 10 18 20 28 80 f8lpc fa fb"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := pcieRootLayout(&tc.cfg)
+			r, err := pcieRootLayout(&tc.cfg, atSetup)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +126,7 @@ func TestPCIeRootLayout(t *testing.T) {
 			}
 		})
 	}
-	if _, err := pcieRootLayout(&MachineConfig{NumNICs: 40}); err == nil {
+	if _, err := pcieRootLayout(&MachineConfig{NumNICs: 40}, atSetup); err == nil {
 		t.Error("40 NICs fit on pcie.0")
 	}
 }
