@@ -24,19 +24,15 @@ func snpVerifyFlags() []cli.Flag {
 // snpVerifyOnlyFlags are verify's flags that only TDX attestations use.
 var snpRefusedVerifyFlags = []string{"quote", "info", "event-log", "vm-config", "collateral", "tcb-policy"}
 
-// verifySNPAttestation verifies --attestation when it is dstack's SEV-SNP attestation; handled is
-// false for anything else (TDX forms go on to verify.Verify).
-func verifySNPAttestation(c *cli.Context, log *logrus.Logger) (handled bool, err error) {
+// verifySNPAttestation verifies --attestation (data, read by the caller) when it is dstack's
+// SEV-SNP attestation; handled is false for anything else (TDX forms go on to verify.Verify).
+func verifySNPAttestation(c *cli.Context, log *logrus.Logger, data []byte) (handled bool, err error) {
 	path := c.String("attestation")
-	if path == "" {
+	if data == nil {
 		if c.IsSet("vcek") || c.IsSet("ask") {
 			return true, fmt.Errorf("--vcek and --ask apply to an SEV-SNP --attestation")
 		}
 		return false, nil
-	}
-	data, err := readRegular("attestation", path, 8<<20)
-	if err != nil {
-		return true, err
 	}
 	att, err := snp.ReadAttestation(data)
 	if err != nil {

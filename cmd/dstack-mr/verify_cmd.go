@@ -73,10 +73,15 @@ func verifyCommand(log *logrus.Logger) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		}, append(policyFlags(cat), imageReadFlags()...)...), append(verifyMachineFlags(), snpVerifyFlags()...)...),
 		Action: func(c *cli.Context) error {
-			if handled, err := verifySNPAttestation(c, log); handled {
+			// Read once: it decides the TEE variant, then it is the attestation verified.
+			attestation, err := readFlagFile(c, "attestation")
+			if err != nil {
 				return err
 			}
-			opts, err := verifyOptions(c, log)
+			if handled, err := verifySNPAttestation(c, log, attestation); handled {
+				return err
+			}
+			opts, err := verifyOptions(c, log, attestation)
 			if err != nil {
 				return err
 			}
@@ -330,10 +335,10 @@ func readAppCompose(c *cli.Context) ([]byte, error) {
 	return b, nil
 }
 
-func verifyOptions(c *cli.Context, log *logrus.Logger) (*verify.Options, error) {
-	var opts verify.Options
+func verifyOptions(c *cli.Context, log *logrus.Logger, attestation []byte) (*verify.Options, error) {
+	opts := verify.Options{Attestation: attestation}
 	var err error
-	for name, dst := range map[string]*[]byte{"attestation": &opts.Attestation, "quote": &opts.Quote,
+	for name, dst := range map[string]*[]byte{"quote": &opts.Quote,
 		"event-log": &opts.EventLog, "vm-config": &opts.VMConfig, "measurement": &opts.LiteMeasurement, "collateral": &opts.Collateral, "info": &opts.Info} {
 		if *dst, err = readFlagFile(c, name); err != nil {
 			return nil, err
