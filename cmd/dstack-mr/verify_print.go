@@ -5,10 +5,10 @@ package main
 // the shape with where each field came from, then every check made and not made.
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/dstack-mr/dstack-mr/mr/eventlog"
 	"github.com/dstack-mr/dstack-mr/verify"
@@ -49,23 +49,21 @@ func printVerifyReport(w io.Writer, r *verify.Report) {
 		fmt.Fprintln(w, "  attested by the CVM (RTMR3), to pin next time:")
 		if r.RTMR3 == nil {
 			fmt.Fprintln(w, "    (no event log: nothing read from RTMR3)")
-		}
-		for _, f := range []struct {
-			name string
-			v    []byte
-		}{{"app id", a.AppID}, {"compose hash", a.ComposeHash}, {"instance id", a.InstanceID}, {"os image hash", attestedOSImageHash(r)}} {
-			if r.RTMR3 == nil {
-				break
+		} else {
+			for _, f := range []struct {
+				name string
+				v    []byte
+			}{{"app id", a.AppID}, {"compose hash", a.ComposeHash}, {"instance id", a.InstanceID}, {"os image hash", r.RTMR3.OSImageHash}} {
+				val := "(no event)"
+				switch {
+				case f.v == nil:
+				case len(f.v) == 0:
+					val = "(empty)"
+				default:
+					val = hex.EncodeToString(f.v)
+				}
+				fmt.Fprintf(w, "    %-14s %s\n", f.name, val)
 			}
-			val := "(no event)"
-			switch {
-			case f.v == nil:
-			case len(f.v) == 0:
-				val = "(empty)"
-			default:
-				val = hex.EncodeToString(f.v)
-			}
-			fmt.Fprintf(w, "    %-14s %s\n", f.name, val)
 		}
 		if a.KeyProvider != nil {
 			id := a.KeyProvider.ID
@@ -168,14 +166,7 @@ func printIdentity(w io.Writer, r *verify.Report, a *verify.AppInfo) {
 	} else {
 		fmt.Fprintln(w, "  OS image    not established (no os-image-hash event in RTMR3, no image or pinned hash proving one)")
 	}
-	if h := a.VMConfigOSImageHash; h != nil && !strings.EqualFold(hex.EncodeToString(h), hex.EncodeToString(a.OSImageHash)) {
+	if h := a.VMConfigOSImageHash; h != nil && !bytes.Equal(h, a.OSImageHash) {
 		fmt.Fprintf(w, "              vm_config names %s (host-supplied, attested by nothing)\n", hex.EncodeToString(h))
 	}
-}
-
-func attestedOSImageHash(r *verify.Report) []byte {
-	if r.RTMR3 == nil {
-		return nil
-	}
-	return r.RTMR3.OSImageHash
 }
