@@ -209,43 +209,73 @@ func parseVMConfig(cfg string) (*vmConfig, *LaunchDocument, error) {
 		return &vc, &LaunchDocument{Measurement: m, ChecksumFile: cf,
 			Launch: Launch{VCPUs: split.VCPUs, VCPUType: *split.VCPUType, GuestFeatures: split.GuestFeatures}}, nil
 	}
-	var legacy struct {
-		Sections []struct {
-			GPA  uint64 `json:"gpa"`
-			Size uint64 `json:"size"`
-			Type uint32 `json:"section_type"`
-		} `json:"ovmf_sections"`
-		Cmdline        string  `json:"base_cmdline"`
-		OVMFHash       string  `json:"ovmf_hash"`
-		KernelHash     string  `json:"kernel_hash"`
-		InitrdHash     string  `json:"initrd_hash"`
-		HashesTableGPA uint64  `json:"sev_hashes_table_gpa"`
-		ResetEIP       uint32  `json:"sev_es_reset_eip"`
-		VCPUs          int     `json:"vcpus"`
-		VCPUType       *string `json:"vcpu_type"`
-		GuestFeatures  uint64  `json:"guest_features"`
-		RootfsHash     string  `json:"rootfs_hash"` // dropped by later releases; not measured
-	}
+	var legacy LegacyLaunchInputs
 	dec = json.NewDecoder(strings.NewReader(vc.SNP))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&legacy); err != nil || legacy.VCPUType == nil {
 		return nil, nil, fmt.Errorf("vm_config sev_snp_measurement: neither {checksum_file, measurement, vcpus, vcpu_type, guest_features} nor the legacy launch inputs")
 	}
-	h := func(s string) Hex { b, _ := hex.DecodeString(s); return b }
-	m := &Measurement{Version: Version, Cmdline: strings.TrimSpace(legacy.Cmdline), OVMFHash: h(legacy.OVMFHash), KernelHash: h(legacy.KernelHash),
-		InitrdHash: h(legacy.InitrdHash), HashesTableGPA: legacy.HashesTableGPA, ResetEIP: legacy.ResetEIP}
-	if legacy.InitrdHash == "" {
+	m, launch, err := legacy.Document()
+	if err != nil {
+		return nil, nil, fmt.Errorf("vm_config sev_snp_measurement (legacy launch inputs): %w", err)
+	}
+	return &vc, &LaunchDocument{Measurement: m, Legacy: true, Launch: launch}, nil
+}
+
+// LegacyLaunchInputs is dstack's MeasurementInput JSON: the inline launch inputs vm_config's
+// sev_snp_measurement carried before the split into sha256sum.txt + measurement.snp.cbor.
+type LegacyLaunchInputs struct {
+	Sections []struct {
+		GPA  uint64 `json:"gpa"`
+		Size uint64 `json:"size"`
+		Type uint32 `json:"section_type"`
+	} `json:"ovmf_sections"`
+	Cmdline        string  `json:"base_cmdline"`
+	OVMFHash       string  `json:"ovmf_hash"`
+	KernelHash     string  `json:"kernel_hash"`
+	InitrdHash     string  `json:"initrd_hash"`
+	HashesTableGPA uint64  `json:"sev_hashes_table_gpa"`
+	ResetEIP       uint32  `json:"sev_es_reset_eip"`
+	VCPUs          int     `json:"vcpus"`
+	VCPUType       *string `json:"vcpu_type"`
+	GuestFeatures  uint64  `json:"guest_features"`
+	RootfsHash     string  `json:"rootfs_hash"` // dropped by later releases; not measured
+}
+
+// Document is the measurement document and launch shape the inputs describe; a digest that is
+// not hex is an error naming it (an empty initrd_hash is the SHA-256 of no initrd).
+func (in *LegacyLaunchInputs) Document() (*Measurement, Launch, error) {
+	if in.VCPUType == nil {
+		return nil, Launch{}, fmt.Errorf("vcpu_type missing")
+	}
+	digest := func(name, s string) (Hex, error) {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: not hex: %w", name, err)
+		}
+		return b, nil
+	}
+	m := &Measurement{Version: Version, Cmdline: strings.TrimSpace(in.Cmdline), HashesTableGPA: in.HashesTableGPA, ResetEIP: in.ResetEIP}
+	var err error
+	if m.OVMFHash, err = digest("ovmf_hash", in.OVMFHash); err != nil {
+		return nil, Launch{}, err
+	}
+	if m.KernelHash, err = digest("kernel_hash", in.KernelHash); err != nil {
+		return nil, Launch{}, err
+	}
+	if in.InitrdHash == "" {
 		e := sha256.Sum256(nil)
 		m.InitrdHash = e[:]
+	} else if m.InitrdHash, err = digest("initrd_hash", in.InitrdHash); err != nil {
+		return nil, Launch{}, err
 	}
-	for _, s := range legacy.Sections {
+	for _, s := range in.Sections {
 		m.OVMFSections = append(m.OVMFSections, Section{GPA: s.GPA, Size: s.Size, Type: SectionType(s.Type)})
 	}
 	if err := m.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("vm_config sev_snp_measurement (legacy launch inputs): %w", err)
+		return nil, Launch{}, err
 	}
-	return &vc, &LaunchDocument{Measurement: m, Legacy: true,
-		Launch: Launch{VCPUs: legacy.VCPUs, VCPUType: *legacy.VCPUType, GuestFeatures: legacy.GuestFeatures}}, nil
+	return m, Launch{VCPUs: in.VCPUs, VCPUType: *in.VCPUType, GuestFeatures: in.GuestFeatures}, nil
 }
 
 // AppFacts are the app identity the mr_config document carries; HOST_DATA binds the document.

@@ -22,25 +22,6 @@ func reportMeasurement(t *testing.T, report []byte) string {
 	return hex.EncodeToString(report[0x90 : 0x90+DigestSize])
 }
 
-// legacyInput is dstack's MeasurementInput JSON (sev_snp_measurement in vm_configs before the
-// split into sha256sum.txt + measurement.snp.cbor).
-type legacyInput struct {
-	Sections []struct {
-		GPA  uint64 `json:"gpa"`
-		Size uint64 `json:"size"`
-		Type uint32 `json:"section_type"`
-	} `json:"ovmf_sections"`
-	Cmdline        string `json:"base_cmdline"`
-	OVMFHash       string `json:"ovmf_hash"`
-	KernelHash     string `json:"kernel_hash"`
-	InitrdHash     string `json:"initrd_hash"`
-	HashesTableGPA uint64 `json:"sev_hashes_table_gpa"`
-	ResetEIP       uint32 `json:"sev_es_reset_eip"`
-	VCPUs          int    `json:"vcpus"`
-	VCPUType       string `json:"vcpu_type"`
-	GuestFeatures  uint64 `json:"guest_features"`
-}
-
 func mustHex(t *testing.T, s string) Hex {
 	t.Helper()
 	b, err := hex.DecodeString(s)
@@ -50,26 +31,26 @@ func mustHex(t *testing.T, s string) Hex {
 	return b
 }
 
-func (in legacyInput) measurement(t *testing.T) (*Measurement, Launch) {
-	m := &Measurement{Version: Version, Cmdline: in.Cmdline, OVMFHash: mustHex(t, in.OVMFHash), KernelHash: mustHex(t, in.KernelHash),
-		InitrdHash: mustHex(t, in.InitrdHash), HashesTableGPA: in.HashesTableGPA, ResetEIP: in.ResetEIP}
-	for _, s := range in.Sections {
-		m.OVMFSections = append(m.OVMFSections, Section{GPA: s.GPA, Size: s.Size, Type: SectionType(s.Type)})
+func measurementOf(t *testing.T, in *LegacyLaunchInputs) (*Measurement, Launch) {
+	t.Helper()
+	m, l, err := in.Document()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return m, Launch{VCPUs: in.VCPUs, VCPUType: in.VCPUType, GuestFeatures: in.GuestFeatures}
+	return m, l
 }
 
 // The real capture: the launch inputs dstack-vmm recorded give the MEASUREMENT the EPYC Milan
 // host's PSP signed, and a changed input does not.
 func TestRealCaptureLaunchDigest(t *testing.T) {
 	want := reportMeasurement(t, testvectors.ReadShared(t, "sev-snp/extracted/sev_snp_report.bin"))
-	var in legacyInput
+	var in LegacyLaunchInputs
 	dec := json.NewDecoder(bytes.NewReader(testvectors.ReadShared(t, "sev-snp/extracted/sev_snp_measurement_input.json")))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		t.Fatal(err)
 	}
-	m, l := in.measurement(t)
+	m, l := measurementOf(t, &in)
 	got, err := m.LaunchDigest(l)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +69,7 @@ func TestRealCaptureLaunchDigest(t *testing.T) {
 			m.OVMFSections[0], m.OVMFSections[1] = m.OVMFSections[1], m.OVMFSections[0]
 		},
 	} {
-		m2, l2 := in.measurement(t)
+		m2, l2 := measurementOf(t, &in)
 		mutate(m2, &l2)
 		if d, err := m2.LaunchDigest(l2); err == nil && hex.EncodeToString(d[:]) == want {
 			t.Errorf("%s changed but the digest did not", name)
