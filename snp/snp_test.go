@@ -22,15 +22,6 @@ func reportMeasurement(t *testing.T, report []byte) string {
 	return hex.EncodeToString(report[0x90 : 0x90+DigestSize])
 }
 
-func mustHex(t *testing.T, s string) Hex {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func measurementOf(t *testing.T, in *LegacyLaunchInputs) (*Measurement, Launch) {
 	t.Helper()
 	m, l, err := in.Document()
