@@ -1,16 +1,51 @@
 package acpi
 
 import (
+	"bytes"
+	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
+	"sync"
 )
 
-// Blobs are the three fw_cfg files the firmware measures into RTMR0.
+// Blobs are the three fw_cfg files the firmware measures into RTMR0. Treat them as read-only:
+// their digests are computed once (SHA384).
 type Blobs struct {
 	Tables []byte       // etc/acpi/tables, zero padded to QEMU's fixed blob size
 	RSDP   []byte       // etc/acpi/rsdp
 	Loader []byte       // etc/table-loader, zero padded
 	List   []TableEntry // where each table sits inside Tables
+
+	// digests memoizes SHA384 for Blobs made by Build: the same tables are hashed by the
+	// prediction and by the ACPI check, and a service serves one shape's tables to many CVMs.
+	digests *blobDigests
+}
+
+// BlobDigests are the SHA-384 digests of the three blobs, as RTMR0's events carry them.
+type BlobDigests struct {
+	Tables, RSDP, Loader []byte
+}
+
+type blobDigests struct {
+	once sync.Once
+	d    BlobDigests
+}
+
+// SHA384 returns the blobs' digests (copies: the caller may keep or change them).
+func (b *Blobs) SHA384() BlobDigests {
+	var d BlobDigests
+	if b.digests == nil {
+		d = b.hash()
+	} else {
+		b.digests.once.Do(func() { b.digests.d = b.hash() })
+		d = b.digests.d
+	}
+	return BlobDigests{Tables: bytes.Clone(d.Tables), RSDP: bytes.Clone(d.RSDP), Loader: bytes.Clone(d.Loader)}
+}
+
+func (b *Blobs) hash() BlobDigests {
+	t, r, l := sha512.Sum384(b.Tables), sha512.Sum384(b.RSDP), sha512.Sum384(b.Loader)
+	return BlobDigests{Tables: t[:], RSDP: r[:], Loader: l[:]}
 }
 
 // TableEntry locates one ACPI table inside the tables blob.
@@ -159,7 +194,7 @@ func assemble(cfg *MachineConfig, dsdt []byte) (*Blobs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acpi: RSDP: %w", err)
 	}
-	return &Blobs{Tables: blob, RSDP: rsdp, Loader: l.blob(), List: list}, nil
+	return &Blobs{Tables: blob, RSDP: rsdp, Loader: l.blob(), List: list, digests: &blobDigests{}}, nil
 }
 
 // checkDSDT rejects a DSDT whose header cannot be what QEMU emitted, before anything trusts it.

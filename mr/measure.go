@@ -419,7 +419,8 @@ func acpiEvents(b *acpi.Blobs) ([]Event, error) {
 	if b == nil || len(b.Loader) == 0 || len(b.Loader)%loaderEntryLen != 0 {
 		return nil, errors.New("ACPI table-loader blob is missing or not a whole number of commands")
 	}
-	loader := newEvent(0, EvPlatformConfigFlags, LabelACPILoader, sha384(b.Loader))
+	sums := b.SHA384()
+	loader := newEvent(0, EvPlatformConfigFlags, LabelACPILoader, sums.Loader)
 	loader.Detail = fmt.Sprintf("fw_cfg etc/table-loader (%d bytes)", len(b.Loader))
 	ev := []Event{loader}
 	seen := map[string]bool{}
@@ -439,11 +440,11 @@ func acpiEvents(b *acpi.Blobs) ([]Event, error) {
 		seen[file] = true
 		switch file {
 		case fileACPITables:
-			e := newEvent(0, EvPlatformConfigFlags, LabelACPITables, sha384(b.Tables))
+			e := newEvent(0, EvPlatformConfigFlags, LabelACPITables, sums.Tables)
 			e.Detail = fmt.Sprintf("fw_cfg %s (%d bytes: %d tables)", file, len(b.Tables), len(b.List))
 			ev = append(ev, e)
 		case fileACPIRSDP:
-			e := newEvent(0, EvPlatformConfigFlags, LabelACPIRSDP, sha384(b.RSDP))
+			e := newEvent(0, EvPlatformConfigFlags, LabelACPIRSDP, sums.RSDP)
 			e.Detail = fmt.Sprintf("fw_cfg %s (%d bytes)", file, len(b.RSDP))
 			ev = append(ev, e)
 		default:

@@ -65,10 +65,11 @@ func newShape(opts *Options, vm *VMConfig) *shape {
 		return s
 	}
 	s.blobs = blobs
+	sums := blobs.SHA384()
 	s.acpi = map[string][]byte{
-		eventlog.LabelACPILoader: sha384(blobs.Loader),
-		eventlog.LabelACPIRSDP:   sha384(blobs.RSDP),
-		eventlog.LabelACPITables: sha384(blobs.Tables),
+		eventlog.LabelACPILoader: sums.Loader,
+		eventlog.LabelACPIRSDP:   sums.RSDP,
+		eventlog.LabelACPITables: sums.Tables,
 	}
 	return s
 }
