@@ -77,7 +77,7 @@ func orList(choices []string) string {
 
 // unknownCommand answers a word that names no subcommand of c's command (or of the app): the
 // nearest command, and where the list is.
-func unknownCommand(c *cli.Context, word string, cmds []*cli.Command, where string) error {
+func unknownCommand(word string, cmds []*cli.Command, where string) error {
 	var names []string
 	for _, cmd := range cmds {
 		if !cmd.Hidden {
@@ -108,7 +108,7 @@ func showHelpOrRefuse(cmds func() []*cli.Command, where string) cli.ActionFunc {
 			}
 			return cli.ShowAppHelp(c)
 		}
-		return unknownCommand(c, c.Args().First(), cmds(), where)
+		return unknownCommand(c.Args().First(), cmds(), where)
 	}
 }
 
